@@ -1,0 +1,41 @@
+"""Composition of the auth service: its collaborators, wired onto the shared service runtime."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.auth import repository as repo
+from services.auth.accounts import Accounts
+from services.auth.handlers import published_after_retire, register_handlers
+from services.auth.keyring import KeyRing
+from services.auth.passwords import PasswordHashing
+from services.auth.settings import AuthSettings
+from shared.outbox import Outbox
+from shared.service import Register, ServiceContext
+
+SERVICE = "auth"
+
+
+def build(settings: AuthSettings) -> Register:
+    """The registration function the service runtime calls with its context."""
+
+    async def register(ctx: ServiceContext) -> None:
+        hashing = PasswordHashing(
+            memory_kib=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism, workers=settings.hash_workers,
+            queue_limit=settings.hash_queue_limit,
+        )
+        keyring = KeyRing(
+            ctx.store,
+            rotation_age=timedelta(days=settings.signing_key_rotation_days),
+            published_after_retire=published_after_retire(
+                settings.access_token_ttl_seconds, settings.jwt_leeway_seconds
+            ),
+        )
+        outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker)
+        accounts = Accounts(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
+        register_handlers(ctx.broker, accounts, keyring)
+        ctx.background.append(lambda stop: outbox.run(stop))
+        ctx.on_close.append(hashing.close)
+
+    return register

@@ -1,0 +1,212 @@
+"""The auth service's key layout under ``("auth", …)`` and the transaction steps over it.
+
+    ("auth", "tenant", tenant_id)                    → TenantRecord
+    ("auth", "user", user_id)                        → UserRecord (with the password hash)
+    ("auth", "email", email)                         → user_id   (unique per deployment)
+    ("auth", "tenant_user", tenant_id, created, id)  → ""        (members, oldest first)
+    ("auth", "session", session_id)                  → AuthSessionRecord (one refresh family)
+    ("auth", "user_session", user_id, session_id)    → ""
+    ("auth", "refresh", sha256(token))               → RefreshRecord
+    ("auth", "failures", user_id)                    → AccountFailures
+    ("auth", "address_failures", ip)                 → AddressFailures
+    ("auth", "signing_key", created, kid)            → SigningKey
+    ("auth", "outbox", …)                            → staged events
+
+Every function takes the transaction as its first argument and holds no awaits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, TypeVar
+from uuid import UUID
+
+from fdb.subspace_impl import Subspace
+from pydantic import BaseModel, Field
+
+from contracts.auth import Device, TenantPublic, UserPublic
+from contracts.envelope import ErrorCode
+from services.auth.keys import SigningKey
+from services.auth.lockout import AccountFailures, AddressFailures
+from shared.errors import ServiceError
+from shared.store import Transaction
+
+ROOT = Subspace(("auth",))
+TENANT = ROOT["tenant"]
+USER = ROOT["user"]
+EMAIL = ROOT["email"]
+TENANT_USER = ROOT["tenant_user"]
+SESSION = ROOT["session"]
+USER_SESSION = ROOT["user_session"]
+REFRESH = ROOT["refresh"]
+FAILURES = ROOT["failures"]
+ADDRESS_FAILURES = ROOT["address_failures"]
+SIGNING_KEY = ROOT["signing_key"]
+OUTBOX = ROOT["outbox"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class TenantRecord(BaseModel):
+    id: UUID
+    name: str
+    type: Literal["self", "organization"] = "self"
+    created_at: datetime
+
+    def public(self) -> TenantPublic:
+        return TenantPublic(id=self.id, name=self.name, created_at=self.created_at)
+
+
+class UserRecord(BaseModel):
+    id: UUID
+    tenant_id: UUID
+    email: str
+    name: str | None
+    roles: list[str]
+    password_hash: str = Field(repr=False)
+    is_active: bool = True
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None = None
+
+    def public(self) -> UserPublic:
+        return UserPublic(
+            id=self.id, email=self.email, name=self.name, tenant_id=self.tenant_id,
+            roles=self.roles, created_at=self.created_at,
+        )
+
+
+class AuthSessionRecord(BaseModel):
+    """One device's login: one refresh-token family."""
+
+    id: UUID
+    user_id: UUID
+    tenant_id: UUID
+    device_name: str | None
+    ip: str | None
+    user_agent: str | None
+    created_at: datetime
+    last_used_at: datetime
+    idle_expires_at: datetime
+    expires_at: datetime
+    generation: int = 0
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.idle_expires_at and now < self.expires_at
+
+    def device(self, current_session: UUID) -> Device:
+        return Device(
+            id=self.id, device_name=self.device_name, created_at=self.created_at, last_used_at=self.last_used_at,
+            ip=self.ip, user_agent=self.user_agent, current=self.id == current_session,
+        )
+
+
+class RefreshRecord(BaseModel):
+    session_id: UUID
+    generation: int
+    spent_at: datetime | None = None
+    expires_at: datetime
+
+
+def _load(tx: Transaction, key: bytes, model: type[M]) -> M | None:
+    raw = tx.get(key)
+    return None if raw is None else model.model_validate_json(raw)
+
+
+def _save(tx: Transaction, key: bytes, record: BaseModel) -> None:
+    tx.set(key, record.model_dump_json().encode())
+
+
+# Tenants and users.
+def get_tenant(tx: Transaction, tenant_id: UUID) -> TenantRecord | None:
+    return _load(tx, TENANT.pack((str(tenant_id),)), TenantRecord)
+
+
+def put_tenant(tx: Transaction, tenant: TenantRecord) -> None:
+    _save(tx, TENANT.pack((str(tenant.id),)), tenant)
+
+
+def get_user(tx: Transaction, user_id: UUID) -> UserRecord | None:
+    return _load(tx, USER.pack((str(user_id),)), UserRecord)
+
+
+def put_user(tx: Transaction, user: UserRecord) -> None:
+    _save(tx, USER.pack((str(user.id),)), user)
+
+
+def user_by_email(tx: Transaction, email: str) -> UserRecord | None:
+    user_id = tx.get(EMAIL.pack((email,)))
+    return None if user_id is None else get_user(tx, UUID(user_id.decode()))
+
+
+def insert_user(tx: Transaction, user: UserRecord) -> None:
+    """A new user; the email index in the same transaction makes emails unique."""
+    email_key = EMAIL.pack((user.email,))
+    if tx.get(email_key) is not None:
+        raise ServiceError(ErrorCode.EMAIL_TAKEN, "this email is already registered")
+    tx.set(email_key, str(user.id).encode())
+    tx.set(TENANT_USER.pack((str(user.tenant_id), user.created_at.timestamp(), str(user.id))), b"")
+    put_user(tx, user)
+
+
+def tenant_users(
+    tx: Transaction, tenant_id: UUID, after: bytes | None, limit: int
+) -> tuple[list[UserRecord], bytes | None]:
+    space = TENANT_USER[str(tenant_id)]
+    begin = after + b"\x00" if after is not None else space.range().start
+    rows = tx.get_range(begin, space.range().stop, limit=limit + 1)
+    users = [user for key, _ in rows[:limit] if (user := get_user(tx, UUID(space.unpack(key)[1]))) is not None]
+    return users, rows[limit - 1][0] if len(rows) > limit else None
+
+
+# Auth sessions and refresh tokens.
+def get_session(tx: Transaction, session_id: UUID) -> AuthSessionRecord | None:
+    return _load(tx, SESSION.pack((str(session_id),)), AuthSessionRecord)
+
+
+def put_session(tx: Transaction, session: AuthSessionRecord) -> None:
+    _save(tx, SESSION.pack((str(session.id),)), session)
+    tx.set(USER_SESSION.pack((str(session.user_id), str(session.id))), b"")
+
+
+def user_sessions(tx: Transaction, user_id: UUID) -> list[AuthSessionRecord]:
+    space = USER_SESSION[str(user_id)]
+    rows = tx.get_range(space.range().start, space.range().stop)
+    return [s for key, _ in rows if (s := get_session(tx, UUID(space.unpack(key)[0]))) is not None]
+
+
+def get_refresh(tx: Transaction, digest: bytes) -> RefreshRecord | None:
+    return _load(tx, REFRESH.pack((digest,)), RefreshRecord)
+
+
+def put_refresh(tx: Transaction, digest: bytes, record: RefreshRecord) -> None:
+    _save(tx, REFRESH.pack((digest,)), record)
+
+
+# Failed logins.
+def get_failures(tx: Transaction, user_id: UUID) -> AccountFailures:
+    return _load(tx, FAILURES.pack((str(user_id),)), AccountFailures) or AccountFailures()
+
+
+def put_failures(tx: Transaction, user_id: UUID, state: AccountFailures) -> None:
+    _save(tx, FAILURES.pack((str(user_id),)), state)
+
+
+def get_address_failures(tx: Transaction, ip: str) -> AddressFailures:
+    return _load(tx, ADDRESS_FAILURES.pack((ip,)), AddressFailures) or AddressFailures()
+
+
+def put_address_failures(tx: Transaction, ip: str, state: AddressFailures) -> None:
+    _save(tx, ADDRESS_FAILURES.pack((ip,)), state)
+
+
+# Signing keys, oldest first.
+def signing_keys(tx: Transaction) -> list[SigningKey]:
+    rows = tx.get_range(SIGNING_KEY.range().start, SIGNING_KEY.range().stop)
+    return [SigningKey.model_validate_json(value) for _, value in rows]
+
+
+def put_signing_key(tx: Transaction, key: SigningKey) -> None:
+    _save(tx, SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)), key)

@@ -1,0 +1,28 @@
+"""Auth service settings (``CODITECT_AUTH_*`` plus the common ones)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class AuthSettings(CommonSettings):
+    jwt_issuer: str = "coditect-auth"
+    jwt_audience: str = "coditect-api"
+    access_token_ttl_seconds: int = 300
+    refresh_idle_ttl_seconds: int = 14 * 24 * 3600
+    refresh_absolute_ttl_seconds: int = 30 * 24 * 3600
+    signing_key_rotation_days: float = 30.0
+    jwt_leeway_seconds: int = 30
+    # OWASP Password Storage Cheat Sheet, Argon2id minimum: m=19 MiB, t=2, p=1.
+    argon2_memory_kib: int = 19_456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    hash_workers: int = Field(default=0, description="Threads hashing passwords; 0 means one per CPU.")
+    hash_queue_limit: int = Field(default=64, description="Hashes waiting beyond this are refused with 429.")
+    lockout_threshold: int = 10
+    lockout_base_seconds: float = 60.0
+    lockout_max_seconds: float = 3600.0
+    ip_failure_limit: int = 100
+    ip_failure_window_seconds: float = 900.0

@@ -1,0 +1,35 @@
+"""Gateway process: ``python -m services.gateway``."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from shared.telemetry import setup_logging
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    setup_logging("gateway", settings.log_level)
+    logging.getLogger(__name__).info("gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=settings.graceful_timeout,
+    )
+
+
+if __name__ == "__main__":
+    main()

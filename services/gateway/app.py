@@ -1,0 +1,79 @@
+"""The gateway's composition root: settings, bus link, token verifier, routes, middlewares."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.gateway.buslink import BusLink
+from services.gateway.deps import BUS_KEY, SETTINGS_KEY
+from services.gateway.middleware import (
+    ROUTES_KEY,
+    VERIFIER_KEY,
+    authenticate,
+    error_envelope,
+    request_context,
+)
+from services.gateway.openapi import OPENAPI_KEY, build_openapi
+from services.gateway.routes import auth as auth_routes
+from services.gateway.routes import ops
+from services.gateway.routing import Route
+from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import JwksVerifier
+from shared.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+
+BASE_PATH = "/api/v5"
+ACCESS_TOKEN_LOOKBACK_SECONDS = 3600.0
+
+
+def all_routes() -> list[Route]:
+    return [*ops.ROUTES, *auth_routes.ROUTES]
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    tracer_provider = setup_tracing("gateway", settings.otel_exporter_otlp_endpoint)
+    bus = BusLink(settings.nats_url, timeout=settings.request_timeout, tracer_provider=tracer_provider)
+    verifier = JwksVerifier(
+        bus,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway_seconds,
+        refresh_min_interval=settings.jwks_refresh_min_interval,
+    )
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_context, error_envelope, authenticate],
+    )
+    routes = all_routes()
+    app[SETTINGS_KEY] = settings
+    app[BUS_KEY] = bus
+    app[VERIFIER_KEY] = verifier
+    app[ROUTES_KEY] = {route.handler: route for route in routes}
+    app[OPENAPI_KEY] = build_openapi(routes, BASE_PATH)
+    for route in routes:
+        app.router.add_route(route.method, BASE_PATH + route.path, route.handler)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        bus.start()
+
+        async def follow() -> None:
+            if await bus.wait_connected(3600 * 24 * 365):
+                await verifier.follow_revocations(ACCESS_TOKEN_LOOKBACK_SECONDS)
+
+        import asyncio
+
+        task = asyncio.create_task(follow())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await verifier.stop()
+        await bus.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,70 @@
+"""The gateway's link to the bus: connects in the background and never blocks HTTP on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from faststream.nats import NatsBroker
+from opentelemetry.trace import TracerProvider
+from pydantic import BaseModel
+
+from contracts.envelope import ErrorCode, Reply
+from shared import bus
+
+log = logging.getLogger(__name__)
+
+
+class BusLink:
+    def __init__(self, url: str, *, timeout: float, tracer_provider: TracerProvider | None = None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.broker: NatsBroker = bus.make_broker(url, "coditect-gateway", tracer_provider=tracer_provider)
+        self._connect_task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        if not self._started.is_set():
+            return False
+        with contextlib.suppress(Exception):
+            return bool(self.broker.config.connection_state.connection.is_connected)
+        return False
+
+    async def _connect(self) -> None:
+        while True:
+            await bus.wait_for_nats(self.url, "gateway")
+            try:
+                await asyncio.wait_for(self.broker.start(), 10)
+            except Exception as error:
+                log.error("gateway could not start its NATS connection (%s); retrying", error)
+                await self.broker.stop()
+                await asyncio.sleep(1)
+                continue
+            self._started.set()
+            log.info("gateway connected to NATS at %s", self.url)
+            return
+
+    def start(self) -> None:
+        self._connect_task = asyncio.create_task(self._connect())
+
+    async def wait_connected(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._started.wait(), timeout)
+        return self.connected
+
+    async def stop(self) -> None:
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connect_task
+        await self.broker.stop()
+
+    async def request(
+        self, subject: str, payload: BaseModel | dict[str, Any], *, timeout: float | None = None
+    ) -> Reply:
+        if not self.connected:
+            return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the bus is not connected")
+        return await bus.request(self.broker, subject, payload, timeout=timeout or self.timeout)

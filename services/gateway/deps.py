@@ -1,0 +1,38 @@
+"""What route handlers pull from the request and the app: the bus link, the caller, client info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from contracts.envelope import ErrorCode
+from contracts.identity import Caller, ClientInfo
+from services.gateway.buslink import BusLink
+from services.gateway.http import ApiError, unwrap
+from services.gateway.settings import GatewaySettings
+
+BUS_KEY = web.AppKey("bus", BusLink)
+SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
+
+
+def caller_of(request: web.Request) -> Caller:
+    caller: Caller | None = request.get("caller")
+    if caller is None:
+        raise ApiError.of(ErrorCode.UNAUTHORIZED, "a bearer access token is required")
+    return caller
+
+
+def client_of(request: web.Request) -> ClientInfo:
+    return ClientInfo(
+        ip=request.remote,
+        user_agent=request.headers.get("User-Agent"),
+        request_id=request.get("request_id"),
+    )
+
+
+async def call(request: web.Request, subject: str, payload: BaseModel | dict[str, Any]) -> Any:
+    """Send a request over the bus and return its result, or raise the error it carries."""
+    reply = await request.app[BUS_KEY].request(subject, payload)
+    return unwrap(reply)

@@ -1,0 +1,142 @@
+"""Authentication, users and tenants: HTTP routes that become auth-service requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from contracts import auth
+from contracts.identity import BusRequest
+from services.gateway.deps import BUS_KEY, caller_of, client_of
+from services.gateway.http import ApiError, json_response, no_content, ok, parse, read_json, unwrap
+from services.gateway.middleware import VERIFIER_KEY
+from services.gateway.routing import Route
+from services.gateway.tokens import JwksVerifier
+
+_IDENTITY_FIELDS = {"caller", "client"}
+
+
+async def _send(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> Any:
+    """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
+    fields = {key: value for key, value in data.items() if key not in _IDENTITY_FIELDS}
+    message = parse(model, fields)
+    message.caller = request.get("caller")
+    message.client = client_of(request)
+    return unwrap(await request.app[BUS_KEY].request(subject, message))
+
+
+async def _send_body(request: web.Request, subject: str, model: type[BusRequest]) -> Any:
+    return await _send(request, subject, model, await read_json(request))
+
+
+def _deny_now(request: web.Request, result: Any) -> None:
+    """Deny revoked sessions on this gateway before replying; other gateways learn it from the stream."""
+    verifier = request.app[VERIFIER_KEY]
+    if isinstance(verifier, JwksVerifier) and result:
+        revoked = auth.Revoked.model_validate(result)
+        verifier.denied.add(revoked.session_ids, revoked.until)
+
+
+async def register(request: web.Request) -> web.Response:
+    return ok(await _send_body(request, auth.REGISTER, auth.Register), status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    return ok(await _send_body(request, auth.LOGIN, auth.Login))
+
+
+async def refresh(request: web.Request) -> web.Response:
+    return ok(await _send_body(request, auth.REFRESH, auth.Refresh))
+
+
+async def logout(request: web.Request) -> web.Response:
+    caller_of(request)
+    await read_json(request)
+    _deny_now(request, await _send(request, auth.LOGOUT, auth.Logout, {}))
+    return no_content()
+
+
+async def logout_all(request: web.Request) -> web.Response:
+    caller_of(request)
+    await read_json(request)
+    _deny_now(request, await _send(request, auth.LOGOUT_ALL, auth.LogoutAll, {}))
+    return no_content()
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    return ok(await _send(request, auth.LIST_DEVICES, auth.ListDevices, {}))
+
+
+async def revoke_device(request: web.Request) -> web.Response:
+    result = await _send(request, auth.REVOKE_DEVICE, auth.RevokeDevice, {"device_id": request.match_info["id"]})
+    _deny_now(request, result)
+    return no_content()
+
+
+async def jwks(request: web.Request) -> web.Response:
+    result = await _send(request, auth.GET_JWKS, auth.GetJwks, {})
+    return json_response(result, headers={"Cache-Control": "public, max-age=60"})
+
+
+async def get_me(request: web.Request) -> web.Response:
+    return ok(await _send(request, auth.GET_ME, auth.GetMe, {}))
+
+
+async def update_me(request: web.Request) -> web.Response:
+    return ok(await _send_body(request, auth.UPDATE_ME, auth.UpdateMe))
+
+
+async def change_password(request: web.Request) -> web.Response:
+    _deny_now(request, await _send_body(request, auth.CHANGE_PASSWORD, auth.ChangePassword))
+    return no_content()
+
+
+async def get_tenant(request: web.Request) -> web.Response:
+    return ok(await _send(request, auth.GET_TENANT, auth.GetTenant, {}))
+
+
+async def list_tenant_users(request: web.Request) -> web.Response:
+    query = {key: request.query[key] for key in ("limit", "cursor") if key in request.query}
+    return ok(await _send(request, auth.LIST_TENANT_USERS, auth.ListTenantUsers, query))
+
+
+async def add_tenant_user(request: web.Request) -> web.Response:
+    return ok(await _send_body(request, auth.ADD_TENANT_USER, auth.AddTenantUser), status=201)
+
+
+def _body(model: type[BaseModel]) -> type[BaseModel]:
+    """The request body model as clients see it: without the identity fields the gateway sets."""
+    fields = {name: (info.annotation, info) for name, info in model.model_fields.items() if name not in _IDENTITY_FIELDS}
+    from pydantic import create_model
+
+    return create_model(f"{model.__name__}Body", **fields)  # type: ignore[call-overload,no-any-return]
+
+
+ROUTES = [
+    Route("POST", "/auth/register", register, "Register: a new tenant and its first admin", access="public",
+          body=_body(auth.Register), response=auth.Registered, status=201, tag="auth"),
+    Route("POST", "/auth/login", login, "Log in: an access token and a refresh token for a new device",
+          access="public", body=_body(auth.Login), response=auth.TokenPair, tag="auth"),
+    Route("POST", "/auth/refresh", refresh, "Spend a refresh token for a new pair", access="public",
+          body=_body(auth.Refresh), response=auth.TokenPair, tag="auth"),
+    Route("POST", "/auth/logout", logout, "Log this device out", status=204, tag="auth"),
+    Route("POST", "/auth/logout-all", logout_all, "Log every device of the user out", status=204, tag="auth"),
+    Route("GET", "/auth/devices", list_devices, "The user's devices (auth sessions)", tag="auth"),
+    Route("DELETE", "/auth/devices/{id}", revoke_device, "Revoke one device", status=204, tag="auth"),
+    Route("GET", "/auth/jwks", jwks, "Keys that may have signed a live access token", access="public",
+          response=auth.Jwks, enveloped=False, tag="auth"),
+    Route("GET", "/users/me", get_me, "The caller's profile", response=auth.UserPublic, tag="users"),
+    Route("PATCH", "/users/me", update_me, "Update the caller's profile", body=_body(auth.UpdateMe),
+          response=auth.UserPublic, tag="users"),
+    Route("POST", "/users/me/password", change_password, "Change password; other devices are revoked",
+          body=_body(auth.ChangePassword), status=204, tag="users"),
+    Route("GET", "/tenants/me", get_tenant, "The caller's tenant", response=auth.TenantPublic, tag="tenants"),
+    Route("GET", "/tenants/me/users", list_tenant_users, "Users of the caller's tenant", access="admin",
+          response=auth.UserPage, query=("limit", "cursor"), tag="tenants"),
+    Route("POST", "/tenants/me/users", add_tenant_user, "Add a user to the caller's tenant", access="admin",
+          body=_body(auth.AddTenantUser), response=auth.UserPublic, status=201, tag="tenants"),
+]
+
+__all__ = ["ROUTES", "ApiError"]

@@ -1,0 +1,1 @@
+"""Library code every service uses: settings, bus wiring, store, telemetry, service runtime."""

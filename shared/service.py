@@ -1,0 +1,144 @@
+"""The runtime every service process shares: one composition root, start-up that never gives up,
+a health ping, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from faststream.nats import NatsBroker
+
+from contracts import subjects
+from contracts.events import Event
+from contracts.health import Ping, Pong
+from shared import bus
+from shared.settings import CommonSettings
+from shared.store import Store, StoreUnavailable, open_store
+from shared.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+
+STORE_CHECK_TIMEOUT = 0.5
+
+
+@dataclass
+class ServiceContext:
+    """What handlers of a service get: its broker, its store, its settings."""
+
+    name: str
+    settings: CommonSettings
+    broker: NatsBroker
+    store: Store
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    store_ready: bool = False
+    background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+
+    async def publish(self, event: Event) -> None:
+        await bus.publish_event(self.broker, event)
+
+
+Register = Callable[[ServiceContext], Awaitable[None] | None]
+
+
+def _register_ping(ctx: ServiceContext) -> None:
+    @ctx.broker.subscriber(subjects.ping(ctx.name), queue=subjects.queue_group(ctx.name))
+    @bus.replies(Ping)
+    async def ping(message: Ping) -> Pong:
+        """Health ping: answers while the process is up, and says whether its store answers."""
+        store_ok = False
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            await asyncio.wait_for(ctx.store.check(), STORE_CHECK_TIMEOUT)
+            store_ok = True
+        return Pong(
+            service=ctx.name,
+            instance=ctx.instance,
+            status="ok" if store_ok else "degraded",
+            store="ok" if store_ok else "unavailable",
+            echo=message.echo,
+        )
+
+
+async def _wait_for_store(ctx: ServiceContext, stop: asyncio.Event) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await ctx.store.check()
+        except StoreUnavailable as error:
+            log.error("%s cannot reach its store (%s); retrying in %.1fs", ctx.name, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+        else:
+            ctx.store_ready = True
+            return
+
+
+def build_context(name: str, settings: CommonSettings) -> ServiceContext:
+    tracer_provider = setup_tracing(name, settings.otel_exporter_otlp_endpoint)
+    broker = bus.make_broker(
+        settings.nats_url, f"coditect-{name}", tracer_provider=tracer_provider,
+        graceful_timeout=settings.graceful_timeout,
+    )
+    return ServiceContext(name=name, settings=settings, broker=broker, store=open_store(settings))
+
+
+async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) -> None:
+    """Register handlers, connect (retrying for as long as it takes), serve until ``stop`` is set."""
+    _register_ping(ctx)
+    registered = register(ctx)
+    if registered is not None:
+        await registered
+    store_task = asyncio.create_task(_wait_for_store(ctx, stop))
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        while True:
+            await bus.wait_for_nats(ctx.settings.nats_url, ctx.name, stop=stop)
+            try:
+                await asyncio.wait_for(ctx.broker.start(), 10)
+                await bus.ensure_streams(ctx.broker)
+                break
+            except Exception as error:
+                log.error("%s could not start on NATS (%s); retrying", ctx.name, error)
+                await ctx.broker.stop()
+                await asyncio.sleep(1)
+        log.info("%s is serving on %s with the %s store", ctx.name, ctx.settings.nats_url, ctx.store.name)
+        tasks = [asyncio.create_task(job(stop)) for job in ctx.background]
+        await stop.wait()
+    finally:
+        log.info("%s is stopping: draining in-flight messages", ctx.name)
+        store_task.cancel()
+        await ctx.broker.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for close in ctx.on_close:
+            close()
+        ctx.store.close()
+        log.info("%s stopped", ctx.name)
+
+
+def run_service(name: str, settings: CommonSettings, register: Register) -> None:
+    """Entry point of a service process: logs, tracing, signals, then ``serve``."""
+    setup_logging(name, settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ctx = build_context(name, settings)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(ctx, register, stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

@@ -1,0 +1,37 @@
+"""Settings from the environment: one prefix, ``CODITECT_``, for every process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CODITECT_"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    data_dir: Path = Path("data")
+    fdb_cluster_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FDB_CLUSTER_FILE", "CODITECT_FDB_CLUSTER_FILE"),
+        description="When set, the store is FoundationDB through this cluster file; else the embedded store.",
+    )
+    store_sync: str = Field(
+        default="normal",
+        description="Embedded store durability: 'normal' survives a process crash, 'full' also a power loss.",
+    )
+    request_timeout: float = 5.0
+    ready_timeout: float = 1.0
+    log_level: str = "INFO"
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "CODITECT_OTLP_ENDPOINT")
+    )
+    graceful_timeout: float = 10.0
+
+    @property
+    def embedded_store_path(self) -> Path:
+        return self.data_dir / "store" / "coditect.sqlite3"

@@ -1,0 +1,42 @@
+"""The FoundationDB-model store: tuple-layer keys, transaction functions run by a retry loop.
+
+``open_store`` picks the backend: FoundationDB when a cluster file is configured, else the
+embedded SQLite store on local disk.
+"""
+
+from __future__ import annotations
+
+from shared.settings import CommonSettings
+from shared.store.base import (
+    KEY_SIZE_LIMIT,
+    VALUE_SIZE_LIMIT,
+    Store,
+    StoreUnavailable,
+    Transaction,
+    TransactionConflict,
+    TxFunction,
+    decode_counter,
+)
+
+
+def open_store(settings: CommonSettings) -> Store:
+    if settings.fdb_cluster_file is not None:
+        from shared.store.fdb_backend import FdbStore
+
+        return FdbStore(settings.fdb_cluster_file)
+    from shared.store.embedded import EmbeddedStore
+
+    return EmbeddedStore(settings.embedded_store_path, sync=settings.store_sync)
+
+
+__all__ = [
+    "KEY_SIZE_LIMIT",
+    "VALUE_SIZE_LIMIT",
+    "Store",
+    "StoreUnavailable",
+    "Transaction",
+    "TransactionConflict",
+    "TxFunction",
+    "decode_counter",
+    "open_store",
+]
