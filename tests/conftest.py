@@ -1,0 +1,54 @@
+"""Shared fixtures: a real nats-server per test module, the embedded store in a temp folder,
+and the whole system (every service plus the gateway) started in-process against them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Gateway, NatsServer, free_port, nats_server, running_gateway, start_service
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    with nats_server(tmp_path) as server:
+        yield server
+
+
+def service_env(nats_url: str, data_dir: Path, **extra: Any) -> dict[str, Any]:
+    return {"nats_url": nats_url, "data_dir": data_dir, "log_level": "WARNING", **extra}
+
+
+@pytest.fixture
+def auth_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the auth service (e.g. lockout thresholds)."""
+    return {}
+
+
+@pytest.fixture
+async def system(nats: NatsServer, tmp_path: Path, auth_overrides: dict[str, Any]) -> AsyncIterator[Gateway]:
+    """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
+    from contracts.subjects import SERVICES
+    from services.auth.app import build as build_auth
+    from services.auth.settings import AuthSettings
+    from services.gateway.settings import GatewaySettings
+    from shared.settings import CommonSettings
+
+    env = service_env(nats.url, tmp_path / "data")
+    running = []
+    auth_settings = AuthSettings(**env, **auth_overrides)
+    running.append(await start_service("auth", auth_settings, build_auth(auth_settings)))
+    for name in SERVICES:
+        if name != "auth":
+            running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
+    settings = GatewaySettings(**env, gateway_port=free_port())
+    try:
+        async with running_gateway(settings) as gateway:
+            gateway.services = {r.ctx.name: r for r in running}
+            yield gateway
+    finally:
+        await asyncio.gather(*(r.shutdown() for r in running), return_exceptions=True)
