@@ -57,6 +57,10 @@ def make_broker(
     )
 
 
+async def _quiet(error: Exception) -> None:
+    """Connection errors while probing are reported once per attempt by ``wait_for_nats``."""
+
+
 async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None, max_delay: float = 15.0) -> None:
     """Return once NATS answers; until then log one clear line per attempt and back off."""
     delay = 0.5
@@ -64,7 +68,11 @@ async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None
     while True:
         attempt += 1
         try:
-            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0)
+            # nats-py treats max_reconnect_attempts=0 as "forever", even for the first connect.
+            nc = await nats.connect(
+                url, allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=1,
+                reconnect_time_wait=0.1, error_cb=_quiet,
+            )
         except Exception as error:
             log.error(
                 "%s cannot reach NATS at %s (%s: %s); retrying in %.1fs (attempt %d)",

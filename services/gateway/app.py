@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from services.gateway.routes import ops
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import JwksVerifier
+from shared.bus import ensure_streams
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,16 @@ def create_app(settings: GatewaySettings) -> web.Application:
         bus.start()
 
         async def follow() -> None:
-            if await bus.wait_connected(3600 * 24 * 365):
-                await verifier.follow_revocations(ACCESS_TOKEN_LOOKBACK_SECONDS)
-
-        import asyncio
+            while not await bus.wait_connected(60):
+                pass
+            while True:
+                try:
+                    await ensure_streams(bus.broker)
+                    await verifier.follow_revocations(ACCESS_TOKEN_LOOKBACK_SECONDS)
+                    return
+                except Exception as error:
+                    log.warning("cannot follow revocation events yet (%s); retrying", error)
+                    await asyncio.sleep(1)
 
         task = asyncio.create_task(follow())
         yield

@@ -11,6 +11,7 @@ from contracts.envelope import ErrorCode
 from contracts.identity import Caller, ClientInfo
 from services.gateway.buslink import BusLink
 from services.gateway.http import ApiError, unwrap
+from services.gateway.middleware import CALLER, REQUEST_ID
 from services.gateway.settings import GatewaySettings
 
 BUS_KEY = web.AppKey("bus", BusLink)
@@ -18,7 +19,7 @@ SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
 
 
 def caller_of(request: web.Request) -> Caller:
-    caller: Caller | None = request.get("caller")
+    caller = request.get(CALLER)
     if caller is None:
         raise ApiError.of(ErrorCode.UNAUTHORIZED, "a bearer access token is required")
     return caller
@@ -28,7 +29,7 @@ def client_of(request: web.Request) -> ClientInfo:
     return ClientInfo(
         ip=request.remote,
         user_agent=request.headers.get("User-Agent"),
-        request_id=request.get("request_id"),
+        request_id=request.get(REQUEST_ID),
     )
 
 

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ROUTES_KEY = web.AppKey("routes", dict[Handler, Route])
+REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", Caller)
 
 
 class TokenVerifier(Protocol):
@@ -38,7 +40,7 @@ VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)  # type: ignore[type-abstra
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     tracer = trace.get_tracer("coditect.gateway")
     token = otel_context.attach(extract(dict(request.headers)))
     try:
@@ -101,6 +103,5 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     caller = await request.app[VERIFIER_KEY].verify(token)
     if route.access == "admin" and not caller.is_admin:
         raise ApiError.of(ErrorCode.FORBIDDEN, "this route is for tenant admins")
-    request["caller"] = caller
-    request["access_token"] = token
+    request[CALLER] = caller
     return await handler(request)

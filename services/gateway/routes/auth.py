@@ -11,7 +11,7 @@ from contracts import auth
 from contracts.identity import BusRequest
 from services.gateway.deps import BUS_KEY, caller_of, client_of
 from services.gateway.http import ApiError, json_response, no_content, ok, parse, read_json, unwrap
-from services.gateway.middleware import VERIFIER_KEY
+from services.gateway.middleware import CALLER, VERIFIER_KEY
 from services.gateway.routing import Route
 from services.gateway.tokens import JwksVerifier
 
@@ -22,7 +22,7 @@ async def _send(request: web.Request, subject: str, model: type[BusRequest], dat
     """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
     fields = {key: value for key, value in data.items() if key not in _IDENTITY_FIELDS}
     message = parse(model, fields)
-    message.caller = request.get("caller")
+    message.caller = request.get(CALLER)
     message.client = client_of(request)
     return unwrap(await request.app[BUS_KEY].request(subject, message))
 

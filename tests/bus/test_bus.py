@@ -1,0 +1,138 @@
+"""The bus helpers against a real nats-server: request/reply, error envelopes, JetStream dedupe."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import nats
+from pydantic import BaseModel
+
+from contracts import subjects
+from contracts.envelope import ErrorCode
+from contracts.events import Event
+from shared import bus
+from shared.errors import ServiceError
+from tests.support import NatsServer
+
+
+class Double(BaseModel):
+    value: int
+
+
+async def test_request_reply_returns_the_result_envelope(nats: NatsServer) -> None:
+    subject = f"rpc.test.{uuid.uuid4().hex}"
+    broker = bus.make_broker(nats.url, "test")
+
+    @broker.subscriber(subject, queue="q")
+    @bus.replies(Double)
+    async def double(message: Double) -> dict[str, int]:
+        return {"value": message.value * 2}
+
+    await broker.start()
+    try:
+        reply = await bus.request(broker, subject, Double(value=21), timeout=2)
+        assert reply.ok and reply.result == {"value": 42}
+    finally:
+        await broker.stop()
+
+
+async def test_invalid_payload_and_domain_errors_come_back_as_coded_errors(nats: NatsServer) -> None:
+    subject = f"rpc.test.{uuid.uuid4().hex}"
+    broker = bus.make_broker(nats.url, "test")
+
+    @broker.subscriber(subject, queue="q")
+    @bus.replies(Double)
+    async def picky(message: Double) -> dict[str, int]:
+        if message.value == 13:
+            raise ServiceError(ErrorCode.CONFLICT, "unlucky")
+        if message.value == 666:
+            raise RuntimeError("boom")
+        return {"value": message.value}
+
+    await broker.start()
+    try:
+        invalid = await bus.request(broker, subject, {"value": "not a number"}, timeout=2)
+        assert invalid.error is not None and invalid.error.code == ErrorCode.VALIDATION_FAILED
+        assert invalid.error.details[0]["field"] == "value"
+        conflict = await bus.request(broker, subject, {"value": 13}, timeout=2)
+        assert conflict.error is not None and conflict.error.code == ErrorCode.CONFLICT
+        crashed = await bus.request(broker, subject, {"value": 666}, timeout=2)
+        assert crashed.error is not None and crashed.error.code == ErrorCode.INTERNAL
+        assert "boom" not in crashed.error.message
+    finally:
+        await broker.stop()
+
+
+async def test_no_responders_is_service_unavailable_at_once(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        started = time.monotonic()
+        reply = await bus.request(broker, f"rpc.nobody.{uuid.uuid4().hex}", {}, timeout=5)
+        elapsed = time.monotonic() - started
+    finally:
+        await broker.stop()
+    assert reply.error is not None and reply.error.code == ErrorCode.SERVICE_UNAVAILABLE
+    assert elapsed < 1.0
+
+
+async def test_a_responder_that_never_answers_is_a_timeout(nats: NatsServer) -> None:
+    subject = f"rpc.test.{uuid.uuid4().hex}"
+    silent = await nats_connect(nats.url)
+    async def ignore(msg: object) -> None:
+        return None
+
+    await silent.subscribe(subject, cb=ignore)
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        reply = await bus.request(broker, subject, {}, timeout=0.3)
+    finally:
+        await broker.stop()
+        await silent.close()
+    assert reply.error is not None and reply.error.code == ErrorCode.TIMEOUT
+
+
+async def nats_connect(url: str) -> nats.aio.client.Client:
+    return await nats.connect(url)
+
+
+async def test_jetstream_stores_a_duplicate_event_id_once(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        await bus.ensure_streams(broker)
+        event = Event(type=f"test.dedupe_{uuid.uuid4().hex}")
+        for _ in range(3):
+            await bus.publish_event(broker, event)
+        await bus.publish_event(broker, Event(type=event.type))
+        js = broker.config.connection_state.stream
+        info = await js.stream_info(subjects.EVENTS_STREAM, subjects_filter=event.subject)
+        assert info.state.subjects == {event.subject: 2}
+    finally:
+        await broker.stop()
+
+
+async def test_streams_are_created_idempotently(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        await bus.ensure_streams(broker)
+        await bus.ensure_streams(broker)
+        js = broker.config.connection_state.stream
+        names = {s.config.name for s in await js.streams_info()}
+        assert {subjects.EVENTS_STREAM, subjects.FILE_EVENTS_STREAM} <= names
+    finally:
+        await broker.stop()
+
+
+async def test_wait_for_nats_keeps_retrying_until_the_server_appears(nats: NatsServer, caplog) -> None:  # type: ignore[no-untyped-def]
+    nats.stop()
+    waiter = asyncio.create_task(bus.wait_for_nats(nats.url, "tester"))
+    await asyncio.sleep(1.2)
+    assert not waiter.done()
+    assert any("tester cannot reach NATS at" in r.getMessage() for r in caplog.records)
+    nats.start_again()
+    await asyncio.wait_for(waiter, 10)

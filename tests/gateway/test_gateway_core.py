@@ -1,0 +1,159 @@
+"""Gateway core: health, readiness, OpenAPI, request ids and the error envelope for every error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.gateway.settings import GatewaySettings
+from tests.support import Gateway, NatsServer, free_port, running_gateway
+
+
+@pytest.fixture
+async def bare_gateway(nats: NatsServer, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway on a real NATS with no service running."""
+    settings = GatewaySettings(nats_url=nats.url, data_dir=tmp_path, gateway_port=free_port(), log_level="WARNING")
+    async with running_gateway(settings) as gateway:
+        yield gateway
+
+
+async def test_health_answers_the_exact_v5_body(bare_gateway: Gateway) -> None:
+    async with bare_gateway.session.get(f"{bare_gateway.api}/health") as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}
+        }
+        assert response.headers["X-Request-ID"]
+
+
+async def test_ready_is_503_naming_every_missing_service_within_a_second(bare_gateway: Gateway) -> None:
+    started = time.monotonic()
+    async with bare_gateway.session.get(f"{bare_gateway.api}/ready") as response:
+        body = await response.json()
+    assert time.monotonic() - started < 1.0
+    assert response.status == 503
+    assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert set(body["error"]["details"]["down"]) == {"auth", "session", "provisioning", "file_event", "audit"}
+    assert "auth" in body["error"]["message"]
+
+
+async def test_ready_is_200_when_every_service_answers(system: Gateway) -> None:
+    async with system.session.get(f"{system.api}/ready") as response:
+        body = await response.json()
+    assert response.status == 200, body
+    assert body["data"]["services"] == dict.fromkeys(
+        ("auth", "session", "provisioning", "file_event", "audit"), "ok"
+    )
+
+
+async def test_ready_names_a_service_that_stopped(system: Gateway) -> None:
+    await system.services["audit"].shutdown()
+    async with system.session.get(f"{system.api}/ready") as response:
+        body = await response.json()
+    assert response.status == 503
+    assert body["error"]["details"]["down"] == ["audit"]
+
+
+async def test_a_route_whose_service_is_down_is_a_fast_503(bare_gateway: Gateway) -> None:
+    started = time.monotonic()
+    async with bare_gateway.session.get(f"{bare_gateway.api}/ping/session") as response:
+        body = await response.json()
+    assert time.monotonic() - started < 1.0
+    assert response.status == 503
+    assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_ping_goes_through_the_bus_to_the_service(system: Gateway) -> None:
+    async with system.session.get(f"{system.api}/ping/session", params={"echo": "hi"}) as response:
+        body = await response.json()
+    assert response.status == 200
+    assert body["data"]["service"] == "session" and body["data"]["echo"] == "hi"
+    assert body["data"]["store"] == "ok"
+
+
+async def test_gateway_without_nats_answers_health_and_reports_not_ready(tmp_path: Path) -> None:
+    settings = GatewaySettings(
+        nats_url=f"nats://127.0.0.1:{free_port()}", data_dir=tmp_path, gateway_port=free_port(), log_level="WARNING"
+    )
+    async with running_gateway(settings) as gateway:
+        async with gateway.session.get(f"{gateway.api}/health") as response:
+            assert response.status == 200
+        started = time.monotonic()
+        async with gateway.session.get(f"{gateway.api}/ready") as response:
+            body = await response.json()
+        assert time.monotonic() - started < 1.0
+        assert response.status == 503
+        assert body["error"]["details"]["bus"] == "not connected"
+        async with gateway.session.post(f"{gateway.api}/auth/login", json={"email": "a@b.io", "password": "x"}) as r:
+            assert r.status == 503
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("GET", "/nope", {}, 404, "NOT_FOUND"),
+        ("DELETE", "/health", {}, 405, "METHOD_NOT_ALLOWED"),
+        ("POST", "/auth/login", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
+         "MALFORMED_JSON"),
+        ("POST", "/auth/login", {"data": b"email=a", "headers": {"Content-Type": "text/plain"}}, 415,
+         "UNSUPPORTED_MEDIA_TYPE"),
+        ("POST", "/auth/login", {"json": [1, 2]}, 422, "VALIDATION_FAILED"),
+        ("POST", "/auth/login", {"data": b"{" + b" " * 2_000_000 + b"}",
+                                  "headers": {"Content-Type": "application/json"}}, 413, "PAYLOAD_TOO_LARGE"),
+        ("GET", "/users/me", {}, 401, "UNAUTHORIZED"),
+        ("GET", "/users/me", {"headers": {"Authorization": "Basic abc"}}, 401, "UNAUTHORIZED"),
+    ],
+)
+async def test_client_mistakes_get_the_json_error_envelope(
+    bare_gateway: Gateway, method: str, path: str, kwargs: dict[str, object], status: int, code: str
+) -> None:
+    async with bare_gateway.session.request(method, f"{bare_gateway.api}{path}", **kwargs) as response:  # type: ignore[arg-type]
+        assert response.status == status
+        assert response.content_type == "application/json"
+        body = await response.json()
+    assert body["success"] is False
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+async def test_request_id_is_echoed_and_generated(bare_gateway: Gateway) -> None:
+    async with bare_gateway.session.get(f"{bare_gateway.api}/nope", headers={"X-Request-ID": "abc-123"}) as r:
+        assert r.headers["X-Request-ID"] == "abc-123"
+    async with bare_gateway.session.get(f"{bare_gateway.api}/health", headers={"X-Request-ID": "bad id\u00e9"}) as r:
+        assert r.headers["X-Request-ID"] != "bad id\u00e9" and len(r.headers["X-Request-ID"]) == 36
+    async with bare_gateway.session.get(f"{bare_gateway.api}/health") as r:
+        assert r.headers["traceparent"].startswith("00-")
+
+
+async def test_trace_context_from_the_client_is_continued(bare_gateway: Gateway) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    async with bare_gateway.session.get(f"{bare_gateway.api}/health", headers=headers) as r:
+        assert r.headers["traceparent"].split("-")[1] == trace_id
+
+
+async def test_openapi_document_lists_the_routes(bare_gateway: Gateway) -> None:
+    async with bare_gateway.session.get(f"{bare_gateway.api}/openapi.json") as response:
+        document = await response.json()
+    assert document["openapi"].startswith("3.1")
+    for path in ("/api/v5/health", "/api/v5/ready", "/api/v5/auth/login", "/api/v5/tenants/me/users"):
+        assert path in document["paths"]
+    login = document["paths"]["/api/v5/auth/login"]["post"]
+    schema_name = login["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(document["components"]["schemas"][schema_name]["properties"]) >= {"email", "password"}
+    assert "caller" not in document["components"]["schemas"][schema_name]["properties"]
+
+
+async def test_many_concurrent_requests_to_a_dead_service_do_not_hang(bare_gateway: Gateway) -> None:
+    async def one() -> int:
+        async with bare_gateway.session.get(f"{bare_gateway.api}/ping/auth") as response:
+            return response.status
+
+    started = time.monotonic()
+    statuses = await asyncio.gather(*(one() for _ in range(50)))
+    assert set(statuses) == {503}
+    assert time.monotonic() - started < 3.0
