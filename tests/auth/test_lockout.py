@@ -1,0 +1,62 @@
+"""Brute-force protection: per-account lockout that expires, per-address throttling."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.auth.helpers import PASSWORD, login, post, register, unique_email
+from tests.support import Gateway
+
+
+@pytest.fixture
+def auth_overrides() -> dict[str, Any]:
+    return {"lockout_threshold": 3, "lockout_base_seconds": 1.0, "ip_failure_limit": 50}
+
+
+async def test_account_locks_after_threshold_and_unlocks_after_the_window(system: Gateway) -> None:
+    email = unique_email()
+    await register(system, email)
+    for _ in range(3):
+        status, body, _ = await post(system, "/auth/login", {"email": email, "password": "wrong password"})
+        assert status == 401 and body["error"]["code"] == "INVALID_CREDENTIALS"
+    status, body, headers = await post(system, "/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 423 and body["error"]["code"] == "ACCOUNT_LOCKED"
+    assert int(headers["Retry-After"]) >= 1
+    await asyncio.sleep(1.1)
+    await login(system, email)
+
+
+async def test_the_lock_grows_with_repetition(system: Gateway) -> None:
+    email = unique_email()
+    await register(system, email)
+    for _ in range(3):
+        await post(system, "/auth/login", {"email": email, "password": "wrong password"})
+    await asyncio.sleep(1.1)
+    for _ in range(3):
+        await post(system, "/auth/login", {"email": email, "password": "wrong password"})
+    status, _, headers = await post(system, "/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 423 and int(headers["Retry-After"]) == 2
+
+
+async def test_a_success_resets_the_consecutive_count(system: Gateway) -> None:
+    email = unique_email()
+    await register(system, email)
+    for _ in range(2):
+        await post(system, "/auth/login", {"email": email, "password": "wrong password"})
+    await login(system, email)
+    for _ in range(2):
+        await post(system, "/auth/login", {"email": email, "password": "wrong password"})
+    await login(system, email)
+
+
+@pytest.mark.parametrize("auth_overrides", [{"ip_failure_limit": 4, "lockout_threshold": 100}])
+async def test_an_address_with_too_many_failures_is_throttled(system: Gateway, auth_overrides: Any) -> None:
+    for _ in range(4):
+        status, _, _ = await post(system, "/auth/login", {"email": unique_email(), "password": "guess guess"})
+        assert status == 401
+    status, body, headers = await post(system, "/auth/login", {"email": unique_email(), "password": "guess"})
+    assert status == 429 and body["error"]["code"] == "RATE_LIMITED"
+    assert int(headers["Retry-After"]) > 0

@@ -1,0 +1,181 @@
+"""Access-token attacks at the gateway, key rotation, and what events carry."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from contracts import auth as api
+from contracts import subjects
+from contracts.identity import Caller
+from services.auth import repository as repo
+from services.auth.keys import SigningKey, _private_key
+from services.gateway.deps import BUS_KEY
+from tests.auth.helpers import PASSWORD, get, post, registered_and_logged_in
+from tests.support import Gateway
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def _signing_keys(system: Gateway) -> list[SigningKey]:
+    store = system.services["auth"].ctx.store
+    return await store.run(repo.signing_keys)
+
+
+async def _claims_of(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+async def _rejected(system: Gateway, token: str) -> dict[str, Any]:
+    status, body = await get(system, "/users/me", token)
+    assert status == 401, body
+    return dict(body["error"])
+
+
+async def test_alg_none_is_rejected(system: Gateway) -> None:
+    _, tokens = await registered_and_logged_in(system)
+    claims = await _claims_of(tokens["access_token"])
+    header = {"alg": "none", "typ": "JWT", "kid": jwt.get_unverified_header(tokens["access_token"])["kid"]}
+    forged = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}."
+    assert (await _rejected(system, forged))["code"] == "UNAUTHORIZED"
+
+
+async def test_hs256_signed_with_the_public_key_is_rejected(system: Gateway) -> None:
+    _, tokens = await registered_and_logged_in(system)
+    kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+    async with system.session.get(f"{system.api}/auth/jwks") as response:
+        jwks = await response.json()
+    public = next(k for k in jwks["keys"] if k["kid"] == kid)
+    claims = await _claims_of(tokens["access_token"])
+    header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    import hashlib
+    import hmac
+
+    for secret in (json.dumps(public).encode(), base64.urlsafe_b64decode(public["x"] + "==")):
+        signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+        await _rejected(system, f"{signing_input}.{_b64(signature)}")
+
+
+async def test_a_tampered_payload_is_rejected(system: Gateway) -> None:
+    _, tokens = await registered_and_logged_in(system)
+    header, payload, signature = tokens["access_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["roles"] = ["admin", "superuser"]
+    claims["tid"] = str(uuid.uuid4())
+    forged = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+    await _rejected(system, forged)
+
+
+async def test_expired_wrong_audience_and_wrong_issuer_are_rejected(system: Gateway) -> None:
+    _, tokens = await registered_and_logged_in(system)
+    key = (await _signing_keys(system))[-1]
+    claims = await _claims_of(tokens["access_token"])
+    now = int(time.time())
+
+    def signed(**changes: Any) -> str:
+        return jwt.encode({**claims, **changes}, _private_key(key), algorithm="EdDSA", headers={"kid": key.kid})
+
+    assert (await _rejected(system, signed(iat=now - 900, exp=now - 120)))["code"] == "TOKEN_EXPIRED"
+    await _rejected(system, signed(aud="someone-else"))
+    await _rejected(system, signed(iss="evil"))
+    without_sid = {k: v for k, v in claims.items() if k != "sid"}
+    await _rejected(system, jwt.encode(without_sid, _private_key(key), algorithm="EdDSA", headers={"kid": key.kid}))
+    # Inside the leeway an expired token still passes (clock skew between machines).
+    status, _ = await get(system, "/users/me", signed(exp=now - 5))
+    assert status == 200
+
+
+async def test_unknown_kid_and_garbage_tokens_are_rejected(system: Gateway) -> None:
+    _, tokens = await registered_and_logged_in(system)
+    claims = await _claims_of(tokens["access_token"])
+    stranger = Ed25519PrivateKey.generate()
+    forged = jwt.encode(claims, stranger, algorithm="EdDSA", headers={"kid": "unknown-kid"})
+    assert "unknown key" in (await _rejected(system, forged))["message"]
+    own_kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+    impostor = jwt.encode(claims, stranger, algorithm="EdDSA", headers={"kid": own_kid})
+    await _rejected(system, impostor)
+    for garbage in ("abc", "a.b.c", "", "....", "eyJhbGciOiJFZERTQSJ9.e30."):
+        status, body = await get(system, "/users/me", garbage or " ")
+        assert status == 401 and body["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(system: Gateway) -> None:
+    registered, before = await registered_and_logged_in(system)
+    old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
+    caller = Caller(tenant_id=registered["tenant"]["id"], user_id=registered["user"]["id"], roles=["admin"],
+                    session_id=uuid.uuid4())
+    reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey(caller=caller))
+    assert reply.ok, reply
+    new_kid = reply.result["kid"]
+    assert new_kid != old_kid
+    async with system.session.get(f"{system.api}/auth/jwks") as response:
+        kids = {k["kid"] for k in (await response.json())["keys"]}
+    assert {old_kid, new_kid} <= kids
+    assert (await get(system, "/users/me", before["access_token"]))[0] == 200
+    status, body, _ = await post(system, "/auth/login", {"email": registered["user"]["email"], "password": PASSWORD})
+    assert status == 200
+    after = body["data"]["access_token"]
+    assert jwt.get_unverified_header(after)["kid"] == new_kid
+    assert (await get(system, "/users/me", after))[0] == 200
+
+
+async def test_rotation_needs_an_admin(system: Gateway) -> None:
+    reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey())
+    assert reply.error is not None and reply.error.code == "UNAUTHORIZED"
+
+
+async def _events(system: Gateway) -> list[dict[str, Any]]:
+    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    subscription = await js.subscribe("evt.auth.>", ordered_consumer=True)
+    events = []
+    try:
+        while True:
+            message = await subscription.next_msg(timeout=0.5)
+            events.append(orjson.loads(message.data))
+    except (TimeoutError, asyncio.TimeoutError):
+        pass
+    finally:
+        await subscription.unsubscribe()
+    return events
+
+
+async def test_events_are_published_and_never_carry_secrets(system: Gateway) -> None:
+    registered, tokens = await registered_and_logged_in(system)
+    email = registered["user"]["email"]
+    await post(system, "/auth/login", {"email": email, "password": "the wrong password"})
+    status, body, _ = await post(system, "/auth/refresh", {"refresh_token": tokens["refresh_token"]})
+    assert status == 200
+    await post(system, "/auth/refresh", {"refresh_token": tokens["refresh_token"]})
+    await asyncio.sleep(0.2)
+    events = await _events(system)
+    mine = [e for e in events if e["tenant_id"] == registered["tenant"]["id"]]
+    types = {e["type"] for e in mine}
+    assert {api.USER_REGISTERED, api.LOGIN_SUCCEEDED, api.LOGIN_FAILED, api.TOKEN_REFRESHED,
+            api.REFRESH_TOKEN_REUSED, api.SESSION_REVOKED} <= types
+    assert all(e["id"] and e["occurred_at"] for e in mine)
+    text = json.dumps(events)
+    for secret in (PASSWORD, "the wrong password", tokens["refresh_token"], body["data"]["refresh_token"],
+                   "$argon2id$"):
+        assert secret not in text
+    assert subjects.EVENTS_STREAM
+
+
+async def test_logs_never_carry_passwords_or_refresh_tokens(system: Gateway, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("DEBUG")
+    _, tokens = await registered_and_logged_in(system)
+    await post(system, "/auth/refresh", {"refresh_token": tokens["refresh_token"]})
+    await post(system, "/auth/login", {"email": "nobody@example.com", "password": "some secret pw"})
+    text = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
+    for secret in (PASSWORD, "some secret pw", tokens["refresh_token"]):
+        assert secret not in text
