@@ -53,7 +53,5 @@ class Reply(BaseModel):
         return cls(ok=True, result=result)
 
     @classmethod
-    def failure(
-        cls, code: ErrorCode, message: str, details: Any = None, retry_after: int | None = None
-    ) -> Reply:
+    def failure(cls, code: ErrorCode, message: str, details: Any = None, retry_after: int | None = None) -> Reply:
         return cls(ok=False, error=ErrorBody(code=code, message=message, details=details, retry_after=retry_after))

@@ -70,13 +70,22 @@ async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None
         try:
             # nats-py treats max_reconnect_attempts=0 as "forever", even for the first connect.
             nc = await nats.connect(
-                url, allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=1,
-                reconnect_time_wait=0.1, error_cb=_quiet,
+                url,
+                allow_reconnect=False,
+                connect_timeout=2,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                error_cb=_quiet,
             )
         except Exception as error:
             log.error(
                 "%s cannot reach NATS at %s (%s: %s); retrying in %.1fs (attempt %d)",
-                who, url, type(error).__name__, error or "no answer", delay, attempt,
+                who,
+                url,
+                type(error).__name__,
+                error or "no answer",
+                delay,
+                attempt,
             )
         else:
             await nc.close()
@@ -91,23 +100,19 @@ async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None
 
 async def ensure_streams(broker: NatsBroker) -> None:
     """Create (or update) the JetStream streams every service relies on."""
-    js = broker.config.connection_state.stream  # type: ignore[attr-defined]
+    js = broker.config.connection_state.stream
     for name, stream_subjects in (
         (subjects.EVENTS_STREAM, subjects.EVENTS_SUBJECTS),
         (subjects.FILE_EVENTS_STREAM, subjects.FILE_EVENTS_SUBJECTS),
     ):
-        config = StreamConfig(
-            name=name, subjects=list(stream_subjects), duplicate_window=DUPLICATE_WINDOW_SECONDS
-        )
+        config = StreamConfig(name=name, subjects=list(stream_subjects), duplicate_window=DUPLICATE_WINDOW_SECONDS)
         try:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
 
 
-async def request(
-    broker: NatsBroker, subject: str, payload: BaseModel | dict[str, Any], *, timeout: float
-) -> Reply:
+async def request(broker: NatsBroker, subject: str, payload: BaseModel | dict[str, Any], *, timeout: float) -> Reply:
     """Send a request and return its reply; no responders and timeouts become error replies."""
     body = payload.model_dump_json().encode() if isinstance(payload, BaseModel) else orjson.dumps(payload)
     try:

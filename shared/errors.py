@@ -8,9 +8,7 @@ from contracts.envelope import ErrorCode, Reply
 
 
 class ServiceError(Exception):
-    def __init__(
-        self, code: ErrorCode, message: str, details: Any = None, retry_after: int | None = None
-    ) -> None:
+    def __init__(self, code: ErrorCode, message: str, details: Any = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -5,6 +5,7 @@ never loses it. Re-publishing is harmless: the event id is the ``Nats-Msg-Id``."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -42,6 +43,7 @@ class Outbox:
                     published.append(key)
             finally:
                 if published:
+
                     def clear(tx: Transaction) -> None:
                         for key in published:
                             tx.clear(key)
@@ -57,7 +59,5 @@ class Outbox:
                     pass
             except Exception as error:
                 log.warning("outbox flush failed (%s); will retry", error)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass

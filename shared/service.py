@@ -9,8 +9,9 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream.nats import NatsBroker
 
@@ -37,7 +38,7 @@ class ServiceContext:
     store: Store
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     store_ready: bool = False
-    background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
     async def publish(self, event: Event) -> None:
@@ -82,7 +83,9 @@ async def _wait_for_store(ctx: ServiceContext, stop: asyncio.Event) -> None:
 def build_context(name: str, settings: CommonSettings) -> ServiceContext:
     tracer_provider = setup_tracing(name, settings.otel_exporter_otlp_endpoint)
     broker = bus.make_broker(
-        settings.nats_url, f"coditect-{name}", tracer_provider=tracer_provider,
+        settings.nats_url,
+        f"coditect-{name}",
+        tracer_provider=tracer_provider,
         graceful_timeout=settings.graceful_timeout,
     )
     return ServiceContext(name=name, settings=settings, broker=broker, store=open_store(settings))

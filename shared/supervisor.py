@@ -64,8 +64,12 @@ class Child:
     def start(self) -> None:
         self.log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            self.argv,
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -135,8 +139,10 @@ def up() -> int:
     gateway_port = int(os.environ.get("CODITECT_GATEWAY_PORT", "8080"))
     for port, variable in ((nats_port, "CODITECT_NATS_PORT"), (gateway_port, "CODITECT_GATEWAY_PORT")):
         if not port_free(port):
-            say(f"error: port {port} on 127.0.0.1 is already taken (is Coditect already running?). "
-                f"Stop what holds it or set {variable} to a free port.")
+            say(
+                f"error: port {port} on 127.0.0.1 is already taken (is Coditect already running?). "
+                f"Stop what holds it or set {variable} to a free port."
+            )
             return 1
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -148,12 +154,27 @@ def up() -> int:
         "CODITECT_GATEWAY_PORT": str(gateway_port),
         "PYTHONUNBUFFERED": "1",
     }
-    nats = Child("nats", [
-        nats_server_binary(), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
-        "-sd", str(data_dir / "nats"), "-n", "coditect-local",
-    ], logs / "nats.log", env)
-    apps = [Child(name, [sys.executable, "-m", f"services.{name}"], logs / f"{name}.log", env)
-            for name in (*SERVICES, "gateway")]
+    nats = Child(
+        "nats",
+        [
+            nats_server_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(nats_port),
+            "-js",
+            "-sd",
+            str(data_dir / "nats"),
+            "-n",
+            "coditect-local",
+        ],
+        logs / "nats.log",
+        env,
+    )
+    apps = [
+        Child(name, [sys.executable, "-m", f"services.{name}"], logs / f"{name}.log", env)
+        for name in (*SERVICES, "gateway")
+    ]
     children = [nats, *apps]
 
     stopping = False

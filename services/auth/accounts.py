@@ -84,8 +84,14 @@ class Accounts:
 
     # Events.
     def _event(
-        self, type_: str, message: BusRequest, *, tenant_id: uuid.UUID | None, user_id: uuid.UUID | None,
-        outcome: Literal["success", "failure"] = "success", data: dict[str, Any] | None = None,
+        self,
+        type_: str,
+        message: BusRequest,
+        *,
+        tenant_id: uuid.UUID | None,
+        user_id: uuid.UUID | None,
+        outcome: Literal["success", "failure"] = "success",
+        data: dict[str, Any] | None = None,
     ) -> Event:
         return Event(
             type=type_,
@@ -98,7 +104,11 @@ class Accounts:
         )
 
     def _revoke(
-        self, tx: Transaction, sessions: list[repo.AuthSessionRecord], reason: str, message: BusRequest,
+        self,
+        tx: Transaction,
+        sessions: list[repo.AuthSessionRecord],
+        reason: str,
+        message: BusRequest,
         now: datetime,
     ) -> api.Revoked:
         revoked = [s for s in sessions if s.revoked_at is None]
@@ -112,10 +122,16 @@ class Accounts:
             data = api.SessionsRevokedData(
                 user_id=first.user_id, session_ids=[s.id for s in revoked], reason=reason, until=until
             )
-            self.outbox.stage(tx, self._event(
-                api.SESSION_REVOKED, message, tenant_id=first.tenant_id, user_id=first.user_id,
-                data=data.model_dump(mode="json"),
-            ))
+            self.outbox.stage(
+                tx,
+                self._event(
+                    api.SESSION_REVOKED,
+                    message,
+                    tenant_id=first.tenant_id,
+                    user_id=first.user_id,
+                    data=data.model_dump(mode="json"),
+                ),
+            )
         return api.Revoked(session_ids=[s.id for s in revoked], until=until)
 
     async def _commit_events(self) -> None:
@@ -131,14 +147,29 @@ class Accounts:
         password_hash = await self.hashing.hash(message.password)
         now = utcnow()
         user = repo.UserRecord(
-            id=uuid.uuid4(), tenant_id=tenant.id, email=message.email, name=message.name, roles=[role],
-            password_hash=password_hash, created_at=now, updated_at=now,
+            id=uuid.uuid4(),
+            tenant_id=tenant.id,
+            email=message.email,
+            name=message.name,
+            roles=[role],
+            password_hash=password_hash,
+            created_at=now,
+            updated_at=now,
         )
         actor_id = message.caller.user_id if message.caller else user.id
-        event = self._event(api.USER_REGISTERED, message, tenant_id=tenant.id, user_id=actor_id, data={
-            "user_id": str(user.id), "email": user.email, "tenant_id": str(tenant.id), "roles": user.roles,
-            "new_tenant": new_tenant,
-        })
+        event = self._event(
+            api.USER_REGISTERED,
+            message,
+            tenant_id=tenant.id,
+            user_id=actor_id,
+            data={
+                "user_id": str(user.id),
+                "email": user.email,
+                "tenant_id": str(tenant.id),
+                "roles": user.roles,
+                "new_tenant": new_tenant,
+            },
+        )
         event.target = f"user:{user.id}"
 
         def create(tx: Transaction) -> None:
@@ -174,18 +205,22 @@ class Accounts:
         return api.UserPage(items=[u.public() for u in users], next_cursor=_encode_cursor(last) if last else None)
 
     # Login and tokens.
-    async def _issue(
-        self, user: repo.UserRecord, session: repo.AuthSessionRecord, refresh_token: str
-    ) -> api.TokenPair:
+    async def _issue(self, user: repo.UserRecord, session: repo.AuthSessionRecord, refresh_token: str) -> api.TokenPair:
         key = await self.keyring.active()
         claims = AccessClaims(user_id=user.id, tenant_id=user.tenant_id, session_id=session.id, roles=user.roles)
         access = sign_access_token(
-            key, claims, issuer=self.settings.jwt_issuer, audience=self.settings.jwt_audience,
-            now=utcnow(), ttl=self.access_ttl,
+            key,
+            claims,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+            now=utcnow(),
+            ttl=self.access_ttl,
         )
         return api.TokenPair(
-            access_token=access, refresh_token=refresh_token,
-            expires_in=int(self.access_ttl.total_seconds()), user=user.public(),
+            access_token=access,
+            refresh_token=refresh_token,
+            expires_in=int(self.access_ttl.total_seconds()),
+            user=user.public(),
         )
 
     async def login(self, message: api.Login) -> api.TokenPair:
@@ -200,17 +235,21 @@ class Accounts:
 
         throttled, user, locked = await self.store.run(look_up)
         if throttled > 0:
-            raise ServiceError(ErrorCode.RATE_LIMITED, "too many failed logins from this address",
-                               retry_after=math.ceil(throttled))
+            raise ServiceError(
+                ErrorCode.RATE_LIMITED, "too many failed logins from this address", retry_after=math.ceil(throttled)
+            )
         if locked > 0:
-            raise ServiceError(ErrorCode.ACCOUNT_LOCKED, "the account is temporarily locked",
-                               retry_after=math.ceil(locked))
+            raise ServiceError(
+                ErrorCode.ACCOUNT_LOCKED, "the account is temporarily locked", retry_after=math.ceil(locked)
+            )
         usable = user if user is not None and user.is_active else None
         if not await self.hashing.verify(usable.password_hash if usable else None, message.password):
             await self._login_failed(message, usable, address, now_ts)
             raise INVALID_CREDENTIALS
         assert usable is not None
-        new_hash = await self.hashing.hash(message.password) if self.hashing.needs_rehash(usable.password_hash) else None
+        new_hash = (
+            await self.hashing.hash(message.password) if self.hashing.needs_rehash(usable.password_hash) else None
+        )
         return await self._login_succeeded(message, usable, new_hash)
 
     async def _login_failed(
@@ -221,31 +260,50 @@ class Accounts:
             repo.put_address_failures(tx, address, state)
             tenant_id = user.tenant_id if user else None
             user_id = user.id if user else None
-            self.outbox.stage(tx, self._event(
-                api.LOGIN_FAILED, message, tenant_id=tenant_id, user_id=user_id, outcome="failure",
-                data={"reason": "invalid_credentials", "known_account": user is not None},
-            ))
+            self.outbox.stage(
+                tx,
+                self._event(
+                    api.LOGIN_FAILED,
+                    message,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    outcome="failure",
+                    data={"reason": "invalid_credentials", "known_account": user is not None},
+                ),
+            )
             if user is None:
                 return
             failures, locked = record_account_failure(repo.get_failures(tx, user.id), now_ts, self.lockout)
             repo.put_failures(tx, user.id, failures)
             if locked:
-                self.outbox.stage(tx, self._event(
-                    api.ACCOUNT_LOCKED, message, tenant_id=tenant_id, user_id=user_id, outcome="failure",
-                    data={"locked_seconds": round(failures.locked_until - now_ts), "locks": failures.locks},
-                ))
+                self.outbox.stage(
+                    tx,
+                    self._event(
+                        api.ACCOUNT_LOCKED,
+                        message,
+                        tenant_id=tenant_id,
+                        user_id=user_id,
+                        outcome="failure",
+                        data={"locked_seconds": round(failures.locked_until - now_ts), "locks": failures.locks},
+                    ),
+                )
 
         await self.store.run(record)
         await self._commit_events()
 
-    async def _login_succeeded(
-        self, message: api.Login, user: repo.UserRecord, new_hash: str | None
-    ) -> api.TokenPair:
+    async def _login_succeeded(self, message: api.Login, user: repo.UserRecord, new_hash: str | None) -> api.TokenPair:
         now = utcnow()
         session = repo.AuthSessionRecord(
-            id=uuid.uuid4(), user_id=user.id, tenant_id=user.tenant_id, device_name=message.device_name,
-            ip=message.client.ip, user_agent=message.client.user_agent, created_at=now, last_used_at=now,
-            idle_expires_at=min(now + self.idle_ttl, now + self.absolute_ttl), expires_at=now + self.absolute_ttl,
+            id=uuid.uuid4(),
+            user_id=user.id,
+            tenant_id=user.tenant_id,
+            device_name=message.device_name,
+            ip=message.client.ip,
+            user_agent=message.client.user_agent,
+            created_at=now,
+            last_used_at=now,
+            idle_expires_at=min(now + self.idle_ttl, now + self.absolute_ttl),
+            expires_at=now + self.absolute_ttl,
         )
         refresh_token = new_refresh_token()
 
@@ -257,12 +315,21 @@ class Accounts:
                 current.password_hash = new_hash
             repo.put_user(tx, current)
             repo.put_session(tx, session)
-            repo.put_refresh(tx, token_hash(refresh_token), repo.RefreshRecord(
-                session_id=session.id, generation=0, expires_at=session.idle_expires_at))
-            self.outbox.stage(tx, self._event(
-                api.LOGIN_SUCCEEDED, message, tenant_id=user.tenant_id, user_id=user.id,
-                data={"session_id": str(session.id), "device_name": session.device_name},
-            ))
+            repo.put_refresh(
+                tx,
+                token_hash(refresh_token),
+                repo.RefreshRecord(session_id=session.id, generation=0, expires_at=session.idle_expires_at),
+            )
+            self.outbox.stage(
+                tx,
+                self._event(
+                    api.LOGIN_SUCCEEDED,
+                    message,
+                    tenant_id=user.tenant_id,
+                    user_id=user.id,
+                    data={"session_id": str(session.id), "device_name": session.device_name},
+                ),
+            )
             return current
 
         current = await self.store.run(create)
@@ -280,10 +347,17 @@ class Accounts:
                 return _Rotation("invalid")
             if record.spent_at is not None:
                 if session.revoked_at is None:
-                    self.outbox.stage(tx, self._event(
-                        api.REFRESH_TOKEN_REUSED, message, tenant_id=session.tenant_id, user_id=session.user_id,
-                        outcome="failure", data={"session_id": str(session.id), "generation": record.generation},
-                    ))
+                    self.outbox.stage(
+                        tx,
+                        self._event(
+                            api.REFRESH_TOKEN_REUSED,
+                            message,
+                            tenant_id=session.tenant_id,
+                            user_id=session.user_id,
+                            outcome="failure",
+                            data={"session_id": str(session.id), "generation": record.generation},
+                        ),
+                    )
                     self._revoke(tx, [session], "refresh_token_reused", message, now)
                 return _Rotation("reused", session)
             user = repo.get_user(tx, session.user_id)
@@ -296,27 +370,44 @@ class Accounts:
             session.last_used_at = now
             session.idle_expires_at = min(now + self.idle_ttl, session.expires_at)
             repo.put_session(tx, session)
-            repo.put_refresh(tx, token_hash(successor), repo.RefreshRecord(
-                session_id=session.id, generation=session.generation, expires_at=session.idle_expires_at))
-            self.outbox.stage(tx, self._event(
-                api.TOKEN_REFRESHED, message, tenant_id=session.tenant_id, user_id=session.user_id,
-                data={"session_id": str(session.id), "generation": session.generation},
-            ))
+            repo.put_refresh(
+                tx,
+                token_hash(successor),
+                repo.RefreshRecord(
+                    session_id=session.id, generation=session.generation, expires_at=session.idle_expires_at
+                ),
+            )
+            self.outbox.stage(
+                tx,
+                self._event(
+                    api.TOKEN_REFRESHED,
+                    message,
+                    tenant_id=session.tenant_id,
+                    user_id=session.user_id,
+                    data={"session_id": str(session.id), "generation": session.generation},
+                ),
+            )
             return _Rotation("rotated", session, user, successor)
 
         rotation = await self.store.run(rotate)
         await self._commit_events()
         if rotation.outcome == "reused":
-            raise ServiceError(ErrorCode.REFRESH_TOKEN_REUSED,
-                               "this refresh token was already used; the device has been signed out")
+            raise ServiceError(
+                ErrorCode.REFRESH_TOKEN_REUSED, "this refresh token was already used; the device has been signed out"
+            )
         if rotation.outcome == "invalid":
             raise ServiceError(ErrorCode.REFRESH_TOKEN_INVALID, "the refresh token is not valid")
-        assert rotation.session and rotation.user and rotation.refresh_token
+        assert rotation.session
+        assert rotation.user
+        assert rotation.refresh_token
         return await self._issue(rotation.user, rotation.session, rotation.refresh_token)
 
     # Devices and logout.
     async def _revoke_where(
-        self, message: BusRequest, reason: str, event_type: str | None,
+        self,
+        message: BusRequest,
+        reason: str,
+        event_type: str | None,
         choose: Any,
     ) -> api.Revoked:
         caller = _caller(message)
@@ -325,10 +416,16 @@ class Accounts:
             now = utcnow()
             sessions = [s for s in repo.user_sessions(tx, caller.user_id) if choose(s, caller)]
             if event_type is not None:
-                self.outbox.stage(tx, self._event(
-                    event_type, message, tenant_id=caller.tenant_id, user_id=caller.user_id,
-                    data={"session_ids": [str(s.id) for s in sessions if s.revoked_at is None]},
-                ))
+                self.outbox.stage(
+                    tx,
+                    self._event(
+                        event_type,
+                        message,
+                        tenant_id=caller.tenant_id,
+                        user_id=caller.user_id,
+                        data={"session_ids": [str(s.id) for s in sessions if s.revoked_at is None]},
+                    ),
+                )
             return self._revoke(tx, sessions, reason, message, now)
 
         revoked = await self.store.run(revoke)
@@ -396,10 +493,16 @@ class Accounts:
             current.updated_at = now
             repo.put_user(tx, current)
             others = [s for s in repo.user_sessions(tx, caller.user_id) if s.id != caller.session_id]
-            self.outbox.stage(tx, self._event(
-                api.PASSWORD_CHANGED, message, tenant_id=caller.tenant_id, user_id=caller.user_id,
-                data={"revoked_sessions": sum(1 for s in others if s.revoked_at is None)},
-            ))
+            self.outbox.stage(
+                tx,
+                self._event(
+                    api.PASSWORD_CHANGED,
+                    message,
+                    tenant_id=caller.tenant_id,
+                    user_id=caller.user_id,
+                    data={"revoked_sessions": sum(1 for s in others if s.revoked_at is None)},
+                ),
+            )
             return self._revoke(tx, others, "password_changed", message, now)
 
         revoked = await self.store.run(change)

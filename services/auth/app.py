@@ -21,8 +21,10 @@ def build(settings: AuthSettings) -> Register:
 
     async def register(ctx: ServiceContext) -> None:
         hashing = PasswordHashing(
-            memory_kib=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost,
-            parallelism=settings.argon2_parallelism, workers=settings.hash_workers,
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+            workers=settings.hash_workers,
             queue_limit=settings.hash_queue_limit,
         )
         keyring = KeyRing(

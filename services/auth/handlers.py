@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from faststream.nats import NatsBroker
 
@@ -13,11 +15,15 @@ from services.auth.keyring import KeyRing
 from shared.bus import replies
 
 
+Handler = Callable[[Any], Awaitable[bytes]]
+
+
 def register_handlers(broker: NatsBroker, accounts: Accounts, keyring: KeyRing) -> None:
     queue = subjects.queue_group(api.SERVICE)
 
-    def on(subject: str):  # type: ignore[no-untyped-def]
-        return broker.subscriber(subject, queue=queue, title=subject)
+    def on(subject: str) -> Callable[[Handler], Any]:
+        subscriber: Callable[[Handler], Any] = broker.subscriber(subject, queue=queue, title=subject)
+        return subscriber
 
     @on(api.REGISTER)
     @replies(api.Register)
@@ -63,7 +69,7 @@ def register_handlers(broker: NatsBroker, accounts: Accounts, keyring: KeyRing) 
 
     @on(api.GET_JWKS)
     @replies(api.GetJwks)
-    async def jwks(message: api.GetJwks) -> dict[str, object]:
+    async def jwks(message: api.GetJwks) -> dict[str, list[dict[str, Any]]]:
         """Public keys that may have signed a live access token."""
         return await keyring.jwks()
 

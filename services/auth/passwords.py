@@ -23,9 +23,7 @@ class PasswordHashing:
     def __init__(
         self, *, memory_kib: int, time_cost: int, parallelism: int, workers: int = 0, queue_limit: int = 64
     ) -> None:
-        self.hasher = PasswordHasher(
-            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
-        )
+        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID)
         self.workers = workers or os.cpu_count() or 1
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="argon2")
         self._slots = asyncio.Semaphore(self.workers + queue_limit)

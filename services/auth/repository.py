@@ -71,8 +71,12 @@ class UserRecord(BaseModel):
 
     def public(self) -> UserPublic:
         return UserPublic(
-            id=self.id, email=self.email, name=self.name, tenant_id=self.tenant_id,
-            roles=self.roles, created_at=self.created_at,
+            id=self.id,
+            email=self.email,
+            name=self.name,
+            tenant_id=self.tenant_id,
+            roles=self.roles,
+            created_at=self.created_at,
         )
 
 
@@ -98,8 +102,13 @@ class AuthSessionRecord(BaseModel):
 
     def device(self, current_session: UUID) -> Device:
         return Device(
-            id=self.id, device_name=self.device_name, created_at=self.created_at, last_used_at=self.last_used_at,
-            ip=self.ip, user_agent=self.user_agent, current=self.id == current_session,
+            id=self.id,
+            device_name=self.device_name,
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            current=self.id == current_session,
         )
 
 

@@ -19,7 +19,7 @@ SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
 
 
 def caller_of(request: web.Request) -> Caller:
-    caller = request.get(CALLER)
+    caller: Caller | None = request.get(CALLER)
     if caller is None:
         raise ApiError.of(ErrorCode.UNAUTHORIZED, "a bearer access token is required")
     return caller

@@ -65,9 +65,7 @@ class ApiError(Exception):
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers
-    )
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
 
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -110,9 +108,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def validation_error(error: ValidationError) -> ApiError:
-    details = [
-        {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]} for e in error.errors()
-    ]
+    details = [{"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]} for e in error.errors()]
     return ApiError.of(ErrorCode.VALIDATION_FAILED, "the request is not valid", details)
 
 

@@ -33,7 +33,7 @@ class TokenVerifier(Protocol):
         ...
 
 
-VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)  # type: ignore[type-abstract]
+VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
 
 
 @web.middleware

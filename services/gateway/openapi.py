@@ -39,7 +39,8 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
         operation: dict[str, Any] = {"summary": route.summary, "tags": [route.tag]}
         parameters = [
             {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-            for part in route.path.split("/") if part.startswith("{")
+            for part in route.path.split("/")
+            if part.startswith("{")
         ] + [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in route.query]
         if parameters:
             operation["parameters"] = parameters
@@ -47,15 +48,18 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
             operation["security"] = [{"bearer": []}]
         if route.body is not None:
             operation["requestBody"] = {
-                "required": True, "content": {"application/json": {"schema": _schema(route.body, components)}}
+                "required": True,
+                "content": {"application/json": {"schema": _schema(route.body, components)}},
             }
         success: dict[str, Any] = {"description": "success"}
         if route.status != 204:
             data = _schema(route.response, components) if route.response is not None else {}
             body = {"type": "object", "properties": {"success": {"const": True}, "data": data}}
             success["content"] = {"application/json": {"schema": body if route.enveloped else data}}
-        error = {"description": "error envelope", "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        error = {
+            "description": "error envelope",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         operation["responses"] = {str(route.status): success, "4XX": error, "5XX": error}
         paths.setdefault(base_path + route.path, {})[route.method.lower()] = operation
     return {
@@ -68,3 +72,21 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
     }
+
+
+def main() -> None:
+    """Write the OpenAPI document: ``python -m services.gateway.openapi docs/openapi.json``."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from services.gateway.app import BASE_PATH, all_routes
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/openapi.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(build_openapi(all_routes(), BASE_PATH), indent=2, default=str) + "\n")
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

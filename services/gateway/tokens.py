@@ -57,9 +57,7 @@ class DenySet:
 
 
 class JwksVerifier:
-    def __init__(
-        self, bus: BusLink, *, issuer: str, audience: str, leeway: int, refresh_min_interval: float
-    ) -> None:
+    def __init__(self, bus: BusLink, *, issuer: str, audience: str, leeway: int, refresh_min_interval: float) -> None:
         self.bus = bus
         self.issuer = issuer
         self.audience = audience
@@ -70,6 +68,7 @@ class JwksVerifier:
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         self._subscription: Any = None
+        self.revocations_loaded = asyncio.Event()
 
     async def _refresh_keys(self) -> None:
         async with self._lock:
@@ -128,6 +127,12 @@ class JwksVerifier:
             )
         except ValidationError as error:
             raise _unauthorized("the access token's claims are not valid") from error
+        if not self.revocations_loaded.is_set():
+            # Until the deny set is rebuilt, a revoked token could pass: refuse rather than guess.
+            try:
+                await asyncio.wait_for(self.revocations_loaded.wait(), 2.0)
+            except TimeoutError as error:
+                raise ApiError.of(ErrorCode.SERVICE_UNAVAILABLE, "the revocation list is not loaded yet") from error
         if caller.session_id in self.denied:
             raise _unauthorized("the access token's session was revoked", ErrorCode.TOKEN_REVOKED)
         return caller
@@ -140,9 +145,19 @@ class JwksVerifier:
         self._subscription = await js.subscribe(
             auth.SESSION_REVOKED_SUBJECT,
             ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start.isoformat()),
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start),
             cb=self._on_revocation,
         )
+        await self._catch_up()
+
+    async def _catch_up(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = await self._subscription.consumer_info()
+            if info.num_pending == 0 and self._subscription.pending_msgs == 0:
+                break
+            await asyncio.sleep(0.01)
+        self.revocations_loaded.set()
 
     async def _on_revocation(self, msg: Any) -> None:
         try:

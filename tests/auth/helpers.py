@@ -14,13 +14,15 @@ def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@Example.com"
 
 
-async def post(gateway: Gateway, path: str, body: Any = None, token: str | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+async def post(
+    gateway: Gateway, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any, dict[str, str]]:
     all_headers = dict(headers or {})
     if token:
         all_headers["Authorization"] = f"Bearer {token}"
-    async with gateway.session.post(f"{gateway.api}{path}", json=body if body is not None else {},
-                                    headers=all_headers) as response:
+    async with gateway.session.post(
+        f"{gateway.api}{path}", json=body if body is not None else {}, headers=all_headers
+    ) as response:
         payload = await response.json() if response.status != 204 else None
         return response.status, payload, dict(response.headers)
 
@@ -31,8 +33,12 @@ async def get(gateway: Gateway, path: str, token: str | None = None, **params: A
         return response.status, await response.json()
 
 
-async def register(gateway: Gateway, email: str | None = None, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
-    status, body, _ = await post(gateway, "/auth/register", {"email": email or unique_email(), "password": password, **extra})
+async def register(
+    gateway: Gateway, email: str | None = None, password: str = PASSWORD, **extra: Any
+) -> dict[str, Any]:
+    status, body, _ = await post(
+        gateway, "/auth/register", {"email": email or unique_email(), "password": password, **extra}
+    )
     assert status == 201, body
     return dict(body["data"])
 

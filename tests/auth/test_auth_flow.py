@@ -131,13 +131,19 @@ async def test_password_change_revokes_other_devices_and_needs_the_current_passw
     registered, laptop = await registered_and_logged_in(system)
     email = registered["user"]["email"]
     phone = await login(system, email)
-    status, body, _ = await post(system, "/users/me/password",
-                                 {"current_password": "wrong password", "new_password": "a new password"},
-                                 token=laptop["access_token"])
+    status, body, _ = await post(
+        system,
+        "/users/me/password",
+        {"current_password": "wrong password", "new_password": "a new password"},
+        token=laptop["access_token"],
+    )
     assert status == 401 and body["error"]["code"] == "INVALID_CREDENTIALS"
-    status, _, _ = await post(system, "/users/me/password",
-                              {"current_password": PASSWORD, "new_password": "a new password"},
-                              token=laptop["access_token"])
+    status, _, _ = await post(
+        system,
+        "/users/me/password",
+        {"current_password": PASSWORD, "new_password": "a new password"},
+        token=laptop["access_token"],
+    )
     assert status == 204
     assert (await get(system, "/users/me", laptop["access_token"]))[0] == 200
     assert (await get(system, "/users/me", phone["access_token"]))[0] == 401
@@ -147,8 +153,9 @@ async def test_password_change_revokes_other_devices_and_needs_the_current_passw
 
 async def test_profile_update_and_tenant_read(system: Gateway) -> None:
     registered, tokens = await registered_and_logged_in(system, tenant_name="Acme")
-    async with system.session.patch(f"{system.api}/users/me", json={"name": "Grace"},
-                                    headers={"Authorization": f"Bearer {tokens['access_token']}"}) as response:
+    async with system.session.patch(
+        f"{system.api}/users/me", json={"name": "Grace"}, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    ) as response:
         assert response.status == 200
         assert (await response.json())["data"]["name"] == "Grace"
     status, body = await get(system, "/tenants/me", tokens["access_token"])
@@ -159,9 +166,12 @@ async def test_admins_manage_members_of_their_own_tenant_only(system: Gateway) -
     _, admin_a = await registered_and_logged_in(system)
     _, admin_b = await registered_and_logged_in(system)
     member_email = unique_email("member")
-    status, body, _ = await post(system, "/tenants/me/users",
-                                 {"email": member_email, "password": PASSWORD, "role": "member", "name": "M"},
-                                 token=admin_a["access_token"])
+    status, body, _ = await post(
+        system,
+        "/tenants/me/users",
+        {"email": member_email, "password": PASSWORD, "role": "member", "name": "M"},
+        token=admin_a["access_token"],
+    )
     assert status == 201 and body["data"]["roles"] == ["member"]
     tenant_a = body["data"]["tenant_id"]
 
@@ -178,8 +188,9 @@ async def test_admins_manage_members_of_their_own_tenant_only(system: Gateway) -
     member = await login(system, member_email)
     status, body = await get(system, "/tenants/me/users", member["access_token"])
     assert status == 403 and body["error"]["code"] == "FORBIDDEN"
-    status, body, _ = await post(system, "/tenants/me/users", {"email": unique_email(), "password": PASSWORD},
-                                 token=member["access_token"])
+    status, body, _ = await post(
+        system, "/tenants/me/users", {"email": unique_email(), "password": PASSWORD}, token=member["access_token"]
+    )
     assert status == 403
 
 
@@ -197,13 +208,15 @@ async def test_a_user_cannot_revoke_another_users_device(system: Gateway) -> Non
 async def test_listing_users_pages_with_a_cursor(system: Gateway) -> None:
     _, admin = await registered_and_logged_in(system)
     for _ in range(3):
-        status, _, _ = await post(system, "/tenants/me/users", {"email": unique_email(), "password": PASSWORD},
-                                  token=admin["access_token"])
+        status, _, _ = await post(
+            system, "/tenants/me/users", {"email": unique_email(), "password": PASSWORD}, token=admin["access_token"]
+        )
         assert status == 201
     status, first = await get(system, "/tenants/me/users", admin["access_token"], limit="2")
     assert status == 200 and len(first["data"]["items"]) == 2 and first["data"]["next_cursor"]
-    status, second = await get(system, "/tenants/me/users", admin["access_token"], limit="2",
-                               cursor=first["data"]["next_cursor"])
+    status, second = await get(
+        system, "/tenants/me/users", admin["access_token"], limit="2", cursor=first["data"]["next_cursor"]
+    )
     assert status == 200 and len(second["data"]["items"]) == 2 and second["data"]["next_cursor"] is None
     ids = [u["id"] for u in first["data"]["items"] + second["data"]["items"]]
     assert len(set(ids)) == 4
@@ -230,10 +243,15 @@ async def test_bad_input_gets_coded_4xx(system: Gateway) -> None:
 
 async def test_a_client_cannot_smuggle_a_caller_identity(system: Gateway) -> None:
     registered, tokens = await registered_and_logged_in(system)
-    forged = {"tenant_id": registered["tenant"]["id"], "user_id": registered["user"]["id"], "roles": ["admin"],
-              "session_id": registered["user"]["id"]}
+    forged = {
+        "tenant_id": registered["tenant"]["id"],
+        "user_id": registered["user"]["id"],
+        "roles": ["admin"],
+        "session_id": registered["user"]["id"],
+    }
     status, body, _ = await post(system, "/auth/logout", {"caller": forged})
     assert status == 401
-    status, body, _ = await post(system, "/auth/register",
-                                 {"email": unique_email(), "password": PASSWORD, "caller": forged})
+    status, body, _ = await post(
+        system, "/auth/register", {"email": unique_email(), "password": PASSWORD, "caller": forged}
+    )
     assert status == 201 and body["data"]["tenant"]["id"] != registered["tenant"]["id"]

@@ -81,6 +81,7 @@ async def test_no_responders_is_service_unavailable_at_once(nats: NatsServer) ->
 async def test_a_responder_that_never_answers_is_a_timeout(nats: NatsServer) -> None:
     subject = f"rpc.test.{uuid.uuid4().hex}"
     silent = await nats_connect(nats.url)
+
     async def ignore(msg: object) -> None:
         return None
 

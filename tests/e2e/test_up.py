@@ -69,10 +69,21 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> Any:
 
 
 def start_runner(data_dir: Path, gateway_port: int, nats_port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "CODITECT_DATA_DIR": str(data_dir), "CODITECT_GATEWAY_PORT": str(gateway_port),
-           "CODITECT_NATS_PORT": str(nats_port), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "shared.supervisor", "up"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "CODITECT_DATA_DIR": str(data_dir),
+        "CODITECT_GATEWAY_PORT": str(gateway_port),
+        "CODITECT_NATS_PORT": str(nats_port),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.supervisor", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def stop_runner(process: subprocess.Popen[str]) -> str:
@@ -111,8 +122,15 @@ def port_in_use(port: int) -> bool:
 def test_up_brings_seven_processes_to_ready_and_ctrl_c_stops_them_all(runner: Runner) -> None:
     children = runner.children()
     names = " ".join(" ".join(p.cmdline()) for p in children)
-    for module in ("nats-server", "services.auth", "services.session", "services.provisioning",
-                   "services.file_event", "services.audit", "services.gateway"):
+    for module in (
+        "nats-server",
+        "services.auth",
+        "services.session",
+        "services.provisioning",
+        "services.file_event",
+        "services.audit",
+        "services.gateway",
+    ):
         assert module in names
     assert len(children) == 7
     output = runner.announced + stop_runner(runner.process)
@@ -178,10 +196,20 @@ def test_a_service_started_before_nats_logs_why_and_joins_when_nats_arrives(tmp_
     from tests.support import _spawn_nats
 
     port = free_port()
-    env = {**os.environ, "CODITECT_NATS_URL": f"nats://127.0.0.1:{port}", "CODITECT_DATA_DIR": str(tmp_path),
-           "PYTHONPATH": str(ROOT)}
-    service = subprocess.Popen([sys.executable, "-m", "services.session"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "CODITECT_NATS_URL": f"nats://127.0.0.1:{port}",
+        "CODITECT_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    service = subprocess.Popen(
+        [sys.executable, "-m", "services.session"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     nats = None
     try:
         assert service.stdout is not None

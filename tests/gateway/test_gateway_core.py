@@ -24,9 +24,7 @@ async def bare_gateway(nats: NatsServer, tmp_path: Path) -> AsyncIterator[Gatewa
 async def test_health_answers_the_exact_v5_body(bare_gateway: Gateway) -> None:
     async with bare_gateway.session.get(f"{bare_gateway.api}/health") as response:
         assert response.status == 200
-        assert await response.json() == {
-            "success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}
-        }
+        assert await response.json() == {"success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}}
         assert response.headers["X-Request-ID"]
 
 
@@ -45,9 +43,7 @@ async def test_ready_is_200_when_every_service_answers(system: Gateway) -> None:
     async with system.session.get(f"{system.api}/ready") as response:
         body = await response.json()
     assert response.status == 200, body
-    assert body["data"]["services"] == dict.fromkeys(
-        ("auth", "session", "provisioning", "file_event", "audit"), "ok"
-    )
+    assert body["data"]["services"] == dict.fromkeys(("auth", "session", "provisioning", "file_event", "audit"), "ok")
 
 
 async def test_ready_names_a_service_that_stopped(system: Gateway) -> None:
@@ -97,13 +93,28 @@ async def test_gateway_without_nats_answers_health_and_reports_not_ready(tmp_pat
     [
         ("GET", "/nope", {}, 404, "NOT_FOUND"),
         ("DELETE", "/health", {}, 405, "METHOD_NOT_ALLOWED"),
-        ("POST", "/auth/login", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
-         "MALFORMED_JSON"),
-        ("POST", "/auth/login", {"data": b"email=a", "headers": {"Content-Type": "text/plain"}}, 415,
-         "UNSUPPORTED_MEDIA_TYPE"),
+        (
+            "POST",
+            "/auth/login",
+            {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "MALFORMED_JSON",
+        ),
+        (
+            "POST",
+            "/auth/login",
+            {"data": b"email=a", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
         ("POST", "/auth/login", {"json": [1, 2]}, 422, "VALIDATION_FAILED"),
-        ("POST", "/auth/login", {"data": b"{" + b" " * 2_000_000 + b"}",
-                                  "headers": {"Content-Type": "application/json"}}, 413, "PAYLOAD_TOO_LARGE"),
+        (
+            "POST",
+            "/auth/login",
+            {"data": b"{" + b" " * 2_000_000 + b"}", "headers": {"Content-Type": "application/json"}},
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
         ("GET", "/users/me", {}, 401, "UNAUTHORIZED"),
         ("GET", "/users/me", {"headers": {"Authorization": "Basic abc"}}, 401, "UNAUTHORIZED"),
     ],

@@ -108,35 +108,101 @@ async def add_tenant_user(request: web.Request) -> web.Response:
 
 def _body(model: type[BaseModel]) -> type[BaseModel]:
     """The request body model as clients see it: without the identity fields the gateway sets."""
-    fields = {name: (info.annotation, info) for name, info in model.model_fields.items() if name not in _IDENTITY_FIELDS}
+    fields = {
+        name: (info.annotation, info) for name, info in model.model_fields.items() if name not in _IDENTITY_FIELDS
+    }
     from pydantic import create_model
 
     return create_model(f"{model.__name__}Body", **fields)  # type: ignore[call-overload,no-any-return]
 
 
 ROUTES = [
-    Route("POST", "/auth/register", register, "Register: a new tenant and its first admin", access="public",
-          body=_body(auth.Register), response=auth.Registered, status=201, tag="auth"),
-    Route("POST", "/auth/login", login, "Log in: an access token and a refresh token for a new device",
-          access="public", body=_body(auth.Login), response=auth.TokenPair, tag="auth"),
-    Route("POST", "/auth/refresh", refresh, "Spend a refresh token for a new pair", access="public",
-          body=_body(auth.Refresh), response=auth.TokenPair, tag="auth"),
+    Route(
+        "POST",
+        "/auth/register",
+        register,
+        "Register: a new tenant and its first admin",
+        access="public",
+        body=_body(auth.Register),
+        response=auth.Registered,
+        status=201,
+        tag="auth",
+    ),
+    Route(
+        "POST",
+        "/auth/login",
+        login,
+        "Log in: an access token and a refresh token for a new device",
+        access="public",
+        body=_body(auth.Login),
+        response=auth.TokenPair,
+        tag="auth",
+    ),
+    Route(
+        "POST",
+        "/auth/refresh",
+        refresh,
+        "Spend a refresh token for a new pair",
+        access="public",
+        body=_body(auth.Refresh),
+        response=auth.TokenPair,
+        tag="auth",
+    ),
     Route("POST", "/auth/logout", logout, "Log this device out", status=204, tag="auth"),
     Route("POST", "/auth/logout-all", logout_all, "Log every device of the user out", status=204, tag="auth"),
     Route("GET", "/auth/devices", list_devices, "The user's devices (auth sessions)", tag="auth"),
     Route("DELETE", "/auth/devices/{id}", revoke_device, "Revoke one device", status=204, tag="auth"),
-    Route("GET", "/auth/jwks", jwks, "Keys that may have signed a live access token", access="public",
-          response=auth.Jwks, enveloped=False, tag="auth"),
+    Route(
+        "GET",
+        "/auth/jwks",
+        jwks,
+        "Keys that may have signed a live access token",
+        access="public",
+        response=auth.Jwks,
+        enveloped=False,
+        tag="auth",
+    ),
     Route("GET", "/users/me", get_me, "The caller's profile", response=auth.UserPublic, tag="users"),
-    Route("PATCH", "/users/me", update_me, "Update the caller's profile", body=_body(auth.UpdateMe),
-          response=auth.UserPublic, tag="users"),
-    Route("POST", "/users/me/password", change_password, "Change password; other devices are revoked",
-          body=_body(auth.ChangePassword), status=204, tag="users"),
+    Route(
+        "PATCH",
+        "/users/me",
+        update_me,
+        "Update the caller's profile",
+        body=_body(auth.UpdateMe),
+        response=auth.UserPublic,
+        tag="users",
+    ),
+    Route(
+        "POST",
+        "/users/me/password",
+        change_password,
+        "Change password; other devices are revoked",
+        body=_body(auth.ChangePassword),
+        status=204,
+        tag="users",
+    ),
     Route("GET", "/tenants/me", get_tenant, "The caller's tenant", response=auth.TenantPublic, tag="tenants"),
-    Route("GET", "/tenants/me/users", list_tenant_users, "Users of the caller's tenant", access="admin",
-          response=auth.UserPage, query=("limit", "cursor"), tag="tenants"),
-    Route("POST", "/tenants/me/users", add_tenant_user, "Add a user to the caller's tenant", access="admin",
-          body=_body(auth.AddTenantUser), response=auth.UserPublic, status=201, tag="tenants"),
+    Route(
+        "GET",
+        "/tenants/me/users",
+        list_tenant_users,
+        "Users of the caller's tenant",
+        access="admin",
+        response=auth.UserPage,
+        query=("limit", "cursor"),
+        tag="tenants",
+    ),
+    Route(
+        "POST",
+        "/tenants/me/users",
+        add_tenant_user,
+        "Add a user to the caller's tenant",
+        access="admin",
+        body=_body(auth.AddTenantUser),
+        response=auth.UserPublic,
+        status=201,
+        tag="tenants",
+    ),
 ]
 
 __all__ = ["ROUTES", "ApiError"]

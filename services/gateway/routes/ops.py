@@ -36,7 +36,8 @@ async def ready(request: web.Request) -> web.Response:
     timeout = request.app[SETTINGS_KEY].ready_timeout
     if not bus.connected:
         raise ApiError.of(
-            ErrorCode.SERVICE_UNAVAILABLE, "not ready: the bus (NATS) is not connected",
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "not ready: the bus (NATS) is not connected",
             {"bus": "not connected", "services": {}},
         )
     replies = await asyncio.gather(
@@ -69,6 +70,5 @@ ROUTES = [
     Route("GET", "/health", health, "Liveness: the gateway process answers", access="public", enveloped=False),
     Route("GET", "/ready", ready, "Readiness: the bus and every service answer", access="public"),
     Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document", access="public", enveloped=False),
-    Route("GET", "/ping/{service}", ping_service, "Ping one service through the bus", access="public",
-          query=("echo",)),
+    Route("GET", "/ping/{service}", ping_service, "Ping one service through the bus", access="public", query=("echo",)),
 ]

@@ -1,0 +1,68 @@
+"""Every operation and event on the bus, with its models: the source of the AsyncAPI document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from contracts import auth, subjects
+from contracts.envelope import Reply
+from contracts.events import Event
+from contracts.health import Ping, Pong
+
+
+@dataclass(frozen=True)
+class Operation:
+    subject: str
+    request: type[BaseModel]
+    reply: type[BaseModel] | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class EventChannel:
+    event_type: str
+    stream: str
+    summary: str
+    data: type[BaseModel] | None = None
+
+
+OPERATIONS: list[Operation] = [
+    *(Operation(subjects.ping(name), Ping, Pong, f"Health ping of the {name} service") for name in subjects.SERVICES),
+    Operation(auth.REGISTER, auth.Register, auth.Registered, "Register a new tenant and its first admin"),
+    Operation(auth.LOGIN, auth.Login, auth.TokenPair, "Check credentials; open an auth session"),
+    Operation(auth.REFRESH, auth.Refresh, auth.TokenPair, "Spend a refresh token for a new pair"),
+    Operation(auth.LOGOUT, auth.Logout, auth.Revoked, "Revoke the caller's auth session"),
+    Operation(auth.LOGOUT_ALL, auth.LogoutAll, auth.Revoked, "Revoke every auth session of the caller"),
+    Operation(auth.LIST_DEVICES, auth.ListDevices, auth.Device, "The caller's active devices (a list)"),
+    Operation(auth.REVOKE_DEVICE, auth.RevokeDevice, auth.Revoked, "Revoke one of the caller's devices"),
+    Operation(auth.GET_JWKS, auth.GetJwks, auth.Jwks, "Public keys that may have signed a live token"),
+    Operation(auth.ROTATE_SIGNING_KEY, auth.RotateSigningKey, None, "Rotate the signing key (admins)"),
+    Operation(auth.GET_ME, auth.GetMe, auth.UserPublic, "The caller's profile"),
+    Operation(auth.UPDATE_ME, auth.UpdateMe, auth.UserPublic, "Update the caller's profile"),
+    Operation(auth.CHANGE_PASSWORD, auth.ChangePassword, auth.Revoked, "Change password; revoke other devices"),
+    Operation(auth.GET_TENANT, auth.GetTenant, auth.TenantPublic, "The caller's tenant"),
+    Operation(auth.LIST_TENANT_USERS, auth.ListTenantUsers, auth.UserPage, "Users of the caller's tenant"),
+    Operation(auth.ADD_TENANT_USER, auth.AddTenantUser, auth.UserPublic, "Add a user to the caller's tenant"),
+]
+
+EVENTS: list[EventChannel] = [
+    EventChannel(auth.USER_REGISTERED, subjects.EVENTS_STREAM, "A user was created (provisioning and audit listen)"),
+    EventChannel(auth.LOGIN_SUCCEEDED, subjects.EVENTS_STREAM, "A login succeeded"),
+    EventChannel(auth.LOGIN_FAILED, subjects.EVENTS_STREAM, "A login failed"),
+    EventChannel(auth.ACCOUNT_LOCKED, subjects.EVENTS_STREAM, "An account was locked after repeated failures"),
+    EventChannel(auth.TOKEN_REFRESHED, subjects.EVENTS_STREAM, "A refresh token was spent for a new pair"),
+    EventChannel(auth.REFRESH_TOKEN_REUSED, subjects.EVENTS_STREAM, "A spent refresh token was presented again"),
+    EventChannel(auth.LOGOUT_EVENT, subjects.EVENTS_STREAM, "A user logged out"),
+    EventChannel(
+        auth.SESSION_REVOKED,
+        subjects.EVENTS_STREAM,
+        "Auth sessions were revoked (gateways deny them)",
+        auth.SessionsRevokedData,
+    ),
+    EventChannel(auth.PASSWORD_CHANGED, subjects.EVENTS_STREAM, "A user changed their password"),
+]
+
+ENVELOPE = Reply
+EVENT = Event
