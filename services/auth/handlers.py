@@ -14,7 +14,6 @@ from services.auth.accounts import Accounts, _admin
 from services.auth.keyring import KeyRing
 from shared.bus import replies
 
-
 Handler = Callable[[Any], Awaitable[bytes]]
 
 
