@@ -65,7 +65,8 @@ def check_sizes(key: bytes, value: bytes | None = None) -> None:
 
 
 def encode_counter(value: int) -> bytes:
-    return struct.pack("<q", value)
+    """Little-endian int64, wrapping on overflow as FoundationDB's atomic add does."""
+    return struct.pack("<q", (value + 2**63) % 2**64 - 2**63)
 
 
 def decode_counter(raw: bytes | None) -> int:
