@@ -1,0 +1,36 @@
+"""One trace spans gateway → bus → service: the event a request causes carries its trace id."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from services.gateway.deps import BUS_KEY
+from tests.auth.helpers import PASSWORD, unique_email
+from tests.support import Gateway
+
+
+async def test_the_trace_id_of_a_request_reaches_the_service_and_its_events(system: Gateway) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    email = unique_email()
+    async with system.session.post(
+        f"{system.api}/auth/register",
+        json={"email": email, "password": PASSWORD},
+        headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+    ) as response:
+        assert response.status == 201
+        user_id = (await response.json())["data"]["user"]["id"]
+        assert response.headers["traceparent"].split("-")[1] == trace_id
+    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    subscription = await js.subscribe("evt.auth.user_registered", ordered_consumer=True)
+    try:
+        found = None
+        while found is None:
+            message = await asyncio.wait_for(subscription.next_msg(timeout=2), 5)
+            event = orjson.loads(message.data)
+            if event["data"]["user_id"] == user_id:
+                found = event
+    finally:
+        await subscription.unsubscribe()
+    assert found["trace_id"] == trace_id
