@@ -171,8 +171,8 @@ def replies(model: type[M]) -> Callable[[Callable[[M], Awaitable[Any]]], Callabl
 
         # Not functools.wraps: FastStream would read the wrapped signature and validate the raw body
         # and the reply against the domain models itself.
-        handler.__name__ = fn.__name__
-        handler.__qualname__ = fn.__qualname__
+        handler.__name__ = getattr(fn, "__name__", "handler")
+        handler.__qualname__ = getattr(fn, "__qualname__", handler.__name__)
         handler.__doc__ = fn.__doc__
         return handler
 

@@ -145,3 +145,8 @@ def run_service(name: str, settings: CommonSettings, register: Register) -> None
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())
+
+
+def run_bare_service(name: str) -> None:
+    """A service process whose only handler so far is its health ping (its features are its own issue)."""
+    run_service(name, CommonSettings(), lambda ctx: None)

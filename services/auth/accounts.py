@@ -47,7 +47,7 @@ def _caller(message: BusRequest) -> Caller:
     return message.caller
 
 
-def _admin(message: BusRequest) -> Caller:
+def require_admin(message: BusRequest) -> Caller:
     caller = _caller(message)
     if not caller.is_admin:
         raise ServiceError(ErrorCode.FORBIDDEN, "this operation is for tenant admins")
@@ -190,7 +190,7 @@ class Accounts:
         return api.Registered(user=user.public(), tenant=tenant.public())
 
     async def add_tenant_user(self, message: api.AddTenantUser) -> api.UserPublic:
-        caller = _admin(message)
+        caller = require_admin(message)
         tenant = await self.store.run(lambda tx: repo.get_tenant(tx, caller.tenant_id))
         if tenant is None:
             raise ServiceError(ErrorCode.NOT_FOUND, "tenant not found")
@@ -198,7 +198,7 @@ class Accounts:
         return user.public()
 
     async def list_tenant_users(self, message: api.ListTenantUsers) -> api.UserPage:
-        caller = _admin(message)
+        caller = require_admin(message)
         space = repo.TENANT_USER[str(caller.tenant_id)]
         after = _decode_cursor(message.cursor, space.key()) if message.cursor else None
         users, last = await self.store.run(lambda tx: repo.tenant_users(tx, caller.tenant_id, after, message.limit))

@@ -1,18 +1,7 @@
-"""provisioning service process: ``python -m services.provisioning``.
+"""provisioning service process: ``python -m services.provisioning``. It joins the bus, owns the
+``("provisioning", …)`` store prefix and answers its health ping; its domain handlers are their own issue."""
 
-It joins the bus, owns the ``("provisioning", …)`` store prefix and answers its health ping; its
-domain handlers arrive with their own issue (see README, "Status").
-"""
-
-from shared.service import run_service
-from shared.settings import CommonSettings
-
-SERVICE = "provisioning"
-
-
-def main() -> None:
-    run_service(SERVICE, CommonSettings(), lambda ctx: None)
-
+from shared.service import run_bare_service
 
 if __name__ == "__main__":
-    main()
+    run_bare_service("provisioning")
