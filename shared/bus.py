@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 
 import nats
 import orjson
+from faststream.exceptions import IncorrectState
 from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.errors import NoRespondersError
 from nats.js.api import StreamConfig
 from nats.js.errors import BadRequestError
+from opentelemetry.propagate import inject
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ValidationError
 
@@ -115,16 +117,20 @@ async def ensure_streams(broker: NatsBroker) -> None:
 async def request(broker: NatsBroker, subject: str, payload: BaseModel | dict[str, Any], *, timeout: float) -> Reply:
     """Send a request and return its reply; no responders and timeouts become error replies."""
     body = payload.model_dump_json().encode() if isinstance(payload, BaseModel) else orjson.dumps(payload)
+    headers = {"content-type": "application/json"}
+    # The raw client, not broker.request: on the gateway's hot path FastStream's publish pipeline
+    # cost a third of its CPU. The trace context is injected here instead of by its middleware.
+    inject(headers)
     try:
-        message = await broker.request(body, subject, timeout=timeout, headers={"content-type": "application/json"})
+        message = await broker.config.connection_state.connection.request(subject, body, timeout, headers=headers)
     except NoRespondersError:
         return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, f"no service answers {subject}")
     except TimeoutError:
         return Reply.failure(ErrorCode.TIMEOUT, f"{subject} did not answer within {timeout:g}s")
-    except nats.errors.ConnectionClosedError:
+    except (nats.errors.ConnectionClosedError, IncorrectState):
         return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the bus is not connected")
     try:
-        return Reply.model_validate_json(message.body)
+        return Reply.model_validate_json(message.data)
     except ValidationError:
         return Reply.failure(ErrorCode.INTERNAL, f"{subject} sent a reply that is not an envelope")
 

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from shared.telemetry import setup_logging, setup_tracing
 log = logging.getLogger(__name__)
 
 STORE_CHECK_TIMEOUT = 0.5
+STORE_CHECK_INTERVAL = 1.0
 
 
 @dataclass
@@ -48,15 +50,34 @@ class ServiceContext:
 Register = Callable[[ServiceContext], Awaitable[None] | None]
 
 
+class _StoreHealth:
+    """The store's health as pings report it: checked at most once a second, so pings stay cheap."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._checked_at = -STORE_CHECK_INTERVAL
+        self._ok = False
+
+    async def ok(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked_at >= STORE_CHECK_INTERVAL:
+            self._checked_at = now
+            healthy = False
+            with contextlib.suppress(StoreUnavailable, TimeoutError):
+                await asyncio.wait_for(self.store.check(), STORE_CHECK_TIMEOUT)
+                healthy = True
+            self._ok = healthy
+        return self._ok
+
+
 def _register_ping(ctx: ServiceContext) -> None:
+    store_health = _StoreHealth(ctx.store)
+
     @ctx.broker.subscriber(subjects.ping(ctx.name), queue=subjects.queue_group(ctx.name))
     @bus.replies(Ping)
     async def ping(message: Ping) -> Pong:
         """Health ping: answers while the process is up, and says whether its store answers."""
-        store_ok = False
-        with contextlib.suppress(StoreUnavailable, TimeoutError):
-            await asyncio.wait_for(ctx.store.check(), STORE_CHECK_TIMEOUT)
-            store_ok = True
+        store_ok = await store_health.ok()
         return Pong(
             service=ctx.name,
             instance=ctx.instance,

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -53,7 +54,10 @@ def setup_logging(service: str, level: str = "INFO") -> None:
 
 
 def setup_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": f"coditect-{service}"}))
+    # Without an exporter nothing would read recorded spans: sample none, so spans cost little,
+    # while trace ids are still created and propagated (logs, events and replies carry them).
+    sampler = None if otlp_endpoint else ALWAYS_OFF
+    provider = TracerProvider(resource=Resource.create({"service.name": f"coditect-{service}"}), sampler=sampler)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

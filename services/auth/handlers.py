@@ -60,4 +60,3 @@ def register_handlers(broker: NatsBroker, accounts: Accounts, keyring: KeyRing) 
 
 def published_after_retire(access_ttl_seconds: int, leeway_seconds: int) -> timedelta:
     return timedelta(seconds=access_ttl_seconds + leeway_seconds)
-

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,7 @@ from services.gateway.http import ApiError, unwrap
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ["EdDSA"]
+VERIFIED_CACHE_SIZE = 10_000
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti"]
 
 
@@ -69,6 +71,7 @@ class JwksVerifier:
         self._lock = asyncio.Lock()
         self._subscription: Any = None
         self.revocations_loaded = asyncio.Event()
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
 
     async def _refresh_keys(self) -> None:
         async with self._lock:
@@ -97,6 +100,24 @@ class JwksVerifier:
         return key
 
     async def verify(self, token: str) -> Caller:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            caller = cached[0]
+        else:
+            caller = await self._verify_signed(token)
+        if not self.revocations_loaded.is_set():
+            # Until the deny set is rebuilt, a revoked token could pass: refuse rather than guess.
+            try:
+                await asyncio.wait_for(self.revocations_loaded.wait(), 2.0)
+            except TimeoutError as error:
+                raise ApiError.of(ErrorCode.SERVICE_UNAVAILABLE, "the revocation list is not loaded yet") from error
+        if caller.session_id in self.denied:
+            raise _unauthorized("the access token's session was revoked", ErrorCode.TOKEN_REVOKED)
+        return caller
+
+    async def _verify_signed(self, token: str) -> Caller:
+        """Full verification; a token that passes is remembered until it expires, so a client's
+        next requests with the same token skip the signature check (revocation is still checked)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
@@ -127,14 +148,9 @@ class JwksVerifier:
             )
         except ValidationError as error:
             raise _unauthorized("the access token's claims are not valid") from error
-        if not self.revocations_loaded.is_set():
-            # Until the deny set is rebuilt, a revoked token could pass: refuse rather than guess.
-            try:
-                await asyncio.wait_for(self.revocations_loaded.wait(), 2.0)
-            except TimeoutError as error:
-                raise ApiError.of(ErrorCode.SERVICE_UNAVAILABLE, "the revocation list is not loaded yet") from error
-        if caller.session_id in self.denied:
-            raise _unauthorized("the access token's session was revoked", ErrorCode.TOKEN_REVOKED)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        self._verified[token] = (caller, float(claims["exp"]) + self.leeway)
         return caller
 
     async def follow_revocations(self, lookback_seconds: float) -> None:
