@@ -36,7 +36,7 @@ def build(settings: AuthSettings) -> Register:
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker)
         accounts = Accounts(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
-        register_handlers(ctx.broker, accounts, keyring)
+        register_handlers(ctx.broker, accounts, keyring, concurrency=settings.handler_concurrency)
         ctx.background.append(lambda stop: outbox.run(stop))
         ctx.on_close.append(hashing.close)
 

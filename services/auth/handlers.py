@@ -52,10 +52,12 @@ def handler_table(accounts: Accounts, keyring: KeyRing) -> list[tuple[str, type[
     ]
 
 
-def register_handlers(broker: NatsBroker, accounts: Accounts, keyring: KeyRing) -> None:
+def register_handlers(broker: NatsBroker, accounts: Accounts, keyring: KeyRing, *, concurrency: int) -> None:
+    """Subscribe every use case; each handles up to ``concurrency`` messages at once, because they
+    wait on the hash pool and the store (FastStream's default of one serialized every login)."""
     queue = subjects.queue_group(api.SERVICE)
     for subject, model, use_case in handler_table(accounts, keyring):
-        broker.subscriber(subject, queue=queue, title=subject)(replies(model)(use_case))
+        broker.subscriber(subject, queue=queue, title=subject, max_workers=concurrency)(replies(model)(use_case))
 
 
 def published_after_retire(access_ttl_seconds: int, leeway_seconds: int) -> timedelta:

@@ -21,6 +21,7 @@ class AuthSettings(CommonSettings):
     argon2_parallelism: int = 1
     hash_workers: int = Field(default=0, description="Threads hashing passwords; 0 means one per CPU.")
     hash_queue_limit: int = Field(default=64, description="Hashes waiting beyond this are refused with 429.")
+    handler_concurrency: int = Field(default=32, description="Messages each auth subject handles at once.")
     lockout_threshold: int = 10
     lockout_base_seconds: float = 60.0
     lockout_max_seconds: float = 3600.0
