@@ -255,3 +255,13 @@ async def test_a_client_cannot_smuggle_a_caller_identity(system: Gateway) -> Non
         system, "/auth/register", {"email": unique_email(), "password": PASSWORD, "caller": forged}
     )
     assert status == 201 and body["data"]["tenant"]["id"] != registered["tenant"]["id"]
+
+
+async def test_whoami_answers_from_the_token_alone(system: Gateway) -> None:
+    registered, tokens = await registered_and_logged_in(system)
+    status, body = await get(system, "/auth/whoami", tokens["access_token"])
+    assert status == 200
+    assert body["data"]["user_id"] == registered["user"]["id"]
+    assert body["data"]["tenant_id"] == registered["tenant"]["id"]
+    assert body["data"]["roles"] == ["admin"]
+    assert (await get(system, "/auth/whoami"))[0] == 401

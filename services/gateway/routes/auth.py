@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from contracts import auth
-from contracts.identity import BusRequest
+from contracts.identity import BusRequest, Caller
 from services.gateway.deps import BUS_KEY, caller_of, client_of
 from services.gateway.http import ApiError, json_response, no_content, ok, parse, read_json, unwrap
 from services.gateway.middleware import CALLER, VERIFIER_KEY
@@ -78,6 +78,11 @@ async def revoke_device(request: web.Request) -> web.Response:
 async def jwks(request: web.Request) -> web.Response:
     result = await _send(request, auth.GET_JWKS, auth.GetJwks, {})
     return json_response(result, headers={"Cache-Control": "public, max-age=60"})
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """The identity the gateway verified from the token, without asking any service."""
+    return ok(caller_of(request).model_dump(mode="json"))
 
 
 async def get_me(request: web.Request) -> web.Response:
@@ -162,6 +167,8 @@ ROUTES = [
         enveloped=False,
         tag="auth",
     ),
+    Route("GET", "/auth/whoami", whoami, "The identity in the caller's access token (checked at the edge only)",
+          response=Caller, tag="auth"),
     Route("GET", "/users/me", get_me, "The caller's profile", response=auth.UserPublic, tag="users"),
     Route(
         "PATCH",

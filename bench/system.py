@@ -1,0 +1,229 @@
+"""The whole system under the supervisor (``python -m shared.supervisor up``) on free ports and a temp
+data dir, plus the bench's own trivial aiohttp server; both stopped by their process ids."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.common import free_port, log
+
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 40.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+class System:
+    """A running supervisor: ``base`` is the gateway's API root, ``data_dir`` its temp data folder."""
+
+    def __init__(self) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="coditect-bench-"))
+        self.nats_port = free_port()
+        self.gateway_port = free_port()
+        self.base = f"http://127.0.0.1:{self.gateway_port}/api/v5"
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self.started_in = float("nan")
+
+    def _read(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+            if "[coditect] ready:" in line:
+                self._ready.set()
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "CODITECT_DATA_DIR": str(self.data_dir),
+            "CODITECT_NATS_PORT": str(self.nats_port),
+            "CODITECT_GATEWAY_PORT": str(self.gateway_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log(f"starting the system (supervisor) on gateway port {self.gateway_port}, data in {self.data_dir}")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shared.supervisor", "up"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._ready.wait(0.5) or http_status(f"{self.base}/ready") == 200:
+                log(f"system ready after {time.monotonic() - started:.1f}s")
+                self.started_in = time.monotonic() - started
+                return
+            if self.process.poll() is not None:
+                break
+        output = "\n".join(self.lines[-20:])
+        self.stop()
+        raise RuntimeError(f"the system did not become ready:\n{output}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            log("stopping the system (SIGINT to the supervisor)")
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log("the supervisor did not stop in time; killing it (its children get SIGTERM)")
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_tail(self, name: str, lines: int = 5) -> list[str]:
+        path = self.data_dir / "logs" / f"{name}.log"
+        if not path.exists():
+            return []
+        return path.read_text(errors="replace").splitlines()[-lines:]
+
+    def log_sizes(self) -> dict[str, int]:
+        logs = self.data_dir / "logs"
+        return {p.stem: p.stat().st_size for p in sorted(logs.glob("*.log"))} if logs.exists() else {}
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def trivial_server() -> Iterator[tuple[str, int]]:
+    """The bench's trivial aiohttp JSON handler in its own process; yields its URL and process id."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.trivial_server", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while http_status(url) != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the trivial server did not start: {process.stderr.read() if process.stderr else ''}"
+                )
+            time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def call_json(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, dict[str, object]]:
+    """One JSON request (setup only, not measured): status and decoded body."""
+    import json
+
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read() or b"{}")
+
+
+def register_and_login(base: str, email: str, password: str) -> str:
+    """Register a user (a new tenant) and log in once; the access token."""
+    status, body = call_json(
+        "POST", f"{base}/auth/register", {"email": email, "password": password, "name": "Bench", "tenant_name": "Bench"}
+    )
+    if status != 201:
+        raise RuntimeError(f"register {email} answered {status}: {body}")
+    status, body = call_json("POST", f"{base}/auth/login", {"email": email, "password": password})
+    if status != 200:
+        raise RuntimeError(f"login {email} answered {status}: {body}")
+    data = body["data"]
+    assert isinstance(data, dict)
+    return str(data["access_token"])
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used by each process of the system, the bench's own servers, and the
+    load generators this process ran and waited for (``RUSAGE_CHILDREN``), between two snapshots."""
+
+    def __init__(self, system: System | None, extra: dict[str, int] | None = None) -> None:
+        self.pids: dict[int, str] = {pid: name for name, pid in (extra or {}).items()}
+        try:
+            import psutil
+        except ImportError:
+            self.available = False
+            return
+        self.available = True
+        if system is not None and system.process is not None:
+            for child in psutil.Process(system.process.pid).children(recursive=True):
+                self.pids[child.pid] = _process_name(child.cmdline())
+
+    def snapshot(self) -> dict[str, float]:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        totals = {"load generator": usage.ru_utime + usage.ru_stime}
+        if not self.available:
+            return totals
+        import psutil
+
+        for pid, name in self.pids.items():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                totals[name] = totals.get(name, 0.0) + times.user + times.system
+        return totals
+
+    @staticmethod
+    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
+def _process_name(cmdline: list[str]) -> str:
+    if "-m" in cmdline:
+        module = cmdline[cmdline.index("-m") + 1]
+        name = module.rsplit(".", 1)[-1]
+        return name if name in ("gateway", "auth") else "other services"
+    if cmdline and cmdline[0].endswith("nats-server"):
+        return "nats"
+    return "other"
+
+
+def cpu_text(cpu: dict[str, float], count: int, unit: str = "ms") -> str:
+    """CPU per operation by process, biggest first: 'auth 12.0, gateway 3.1, ...' (ms)."""
+    if count <= 0:
+        return "n/a"
+    parts = sorted(((seconds / count * 1000, name) for name, seconds in cpu.items() if seconds > 0), reverse=True)
+    total = sum(value for value, _ in parts)
+    return f"{total:.2f} {unit}: " + ", ".join(f"{name} {value:.2f}" for value, name in parts)
