@@ -7,6 +7,7 @@
     ("auth", "session", session_id)                  → AuthSessionRecord (one refresh family)
     ("auth", "user_session", user_id, session_id)    → ""
     ("auth", "refresh", sha256(token))               → RefreshRecord
+    ("auth", "session_refresh", session_id, sha256)  → ""        (so a finished family is purged whole)
     ("auth", "failures", user_id)                    → AccountFailures
     ("auth", "address_failures", ip)                 → AddressFailures
     ("auth", "signing_key", created, kid)            → SigningKey
@@ -17,7 +18,7 @@ Every function takes the transaction as its first argument and holds no awaits.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 from uuid import UUID
 
@@ -39,6 +40,7 @@ TENANT_USER = ROOT["tenant_user"]
 SESSION = ROOT["session"]
 USER_SESSION = ROOT["user_session"]
 REFRESH = ROOT["refresh"]
+SESSION_REFRESH = ROOT["session_refresh"]
 FAILURES = ROOT["failures"]
 ADDRESS_FAILURES = ROOT["address_failures"]
 SIGNING_KEY = ROOT["signing_key"]
@@ -99,6 +101,12 @@ class AuthSessionRecord(BaseModel):
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.idle_expires_at and now < self.expires_at
+
+    def purgeable(self, now: datetime, keep_revoked: timedelta) -> bool:
+        """Expired, or revoked long enough ago that a reuse report no longer matters."""
+        if now >= self.idle_expires_at or now >= self.expires_at:
+            return True
+        return self.revoked_at is not None and now - self.revoked_at > keep_revoked
 
     def device(self, current_session: UUID) -> Device:
         return Device(
@@ -192,6 +200,17 @@ def get_refresh(tx: Transaction, digest: bytes) -> RefreshRecord | None:
 
 def put_refresh(tx: Transaction, digest: bytes, record: RefreshRecord) -> None:
     _save(tx, REFRESH.pack((digest,)), record)
+    tx.set(SESSION_REFRESH.pack((str(record.session_id), digest)), b"")
+
+
+def purge_session(tx: Transaction, session: AuthSessionRecord) -> None:
+    """Forget a finished family: its record, its index entry and every refresh-token hash it issued."""
+    hashes = SESSION_REFRESH[str(session.id)]
+    for key, _ in tx.get_range(hashes.range().start, hashes.range().stop):
+        tx.clear(REFRESH.pack((hashes.unpack(key)[0],)))
+    tx.clear_range(hashes.range().start, hashes.range().stop)
+    tx.clear(SESSION.pack((str(session.id),)))
+    tx.clear(USER_SESSION.pack((str(session.user_id), str(session.id))))
 
 
 # Failed logins.

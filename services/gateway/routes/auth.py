@@ -167,8 +167,14 @@ ROUTES = [
         enveloped=False,
         tag="auth",
     ),
-    Route("GET", "/auth/whoami", whoami, "The identity in the caller's access token (checked at the edge only)",
-          response=Caller, tag="auth"),
+    Route(
+        "GET",
+        "/auth/whoami",
+        whoami,
+        "The identity in the caller's access token (checked at the edge only)",
+        response=Caller,
+        tag="auth",
+    ),
     Route("GET", "/users/me", get_me, "The caller's profile", response=auth.UserPublic, tag="users"),
     Route(
         "PATCH",
