@@ -105,19 +105,40 @@ class EmbeddedStore:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute(f"PRAGMA synchronous = {self._sync}")
-                conn.execute(_SCHEMA)
-            except (sqlite3.Error, OSError) as error:
-                raise StoreUnavailable(f"cannot open embedded store at {self.path}: {error}") from error
+            conn = self._open()
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+        # once there instead of honouring busy_timeout: several processes or threads opening a new
+        # store together must wait and try again.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        delay = 0.001
+        while True:
+            conn: sqlite3.Connection | None = None
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self._sync}")
+                conn.execute(_SCHEMA)
+                return conn
+            except sqlite3.OperationalError as error:
+                if conn is not None:
+                    conn.close()
+                if not _is_busy(error) or time.monotonic() > deadline:
+                    raise StoreUnavailable(f"cannot open embedded store at {self.path}: {error}") from error
+            except (sqlite3.Error, OSError) as error:
+                if conn is not None:
+                    conn.close()
+                raise StoreUnavailable(f"cannot open embedded store at {self.path}: {error}") from error
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def run_sync(self, fn: Callable[[_SqliteTransaction], T]) -> T:
         conn = self._connection()

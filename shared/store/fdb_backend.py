@@ -42,6 +42,7 @@ class _FdbTransaction:
         return [(bytes(kv.key), bytes(kv.value)) for kv in self._tr.get_range(begin, end, limit=limit, reverse=reverse)]
 
     def add(self, key: bytes, delta: int) -> None:
+        check_sizes(key)
         self._tr.add(key, encode_counter(delta))
 
 
