@@ -38,8 +38,6 @@ from shared.outbox import Outbox
 from shared.store import Store, Transaction
 from shared.telemetry import current_trace_id
 
-# A revoked family is kept this long so that a stolen token presented later is still reported as reuse.
-KEEP_REVOKED_SESSIONS = timedelta(days=1)
 INVALID_CREDENTIALS = ServiceError(ErrorCode.INVALID_CREDENTIALS, "email or password is wrong")
 
 
@@ -316,9 +314,8 @@ class Accounts:
             if new_hash is not None:
                 current.password_hash = new_hash
             repo.put_user(tx, current)
-            for old in repo.user_sessions(tx, user.id):
-                if old.purgeable(now, KEEP_REVOKED_SESSIONS):
-                    repo.purge_session(tx, old)
+            for old in repo.finished_sessions(tx, user.id, now):
+                repo.purge_session(tx, old)
             repo.put_session(tx, session)
             repo.put_refresh(
                 tx,

@@ -8,6 +8,7 @@
     ("auth", "user_session", user_id, session_id)    → ""
     ("auth", "refresh", sha256(token))               → RefreshRecord
     ("auth", "session_refresh", session_id, sha256)  → ""        (so a finished family is purged whole)
+    ("auth", "purge", user_id, finished_at, sid)     → ""        (families to forget, found by range)
     ("auth", "failures", user_id)                    → AccountFailures
     ("auth", "address_failures", ip)                 → AddressFailures
     ("auth", "signing_key", created, kid)            → SigningKey
@@ -41,6 +42,10 @@ SESSION = ROOT["session"]
 USER_SESSION = ROOT["user_session"]
 REFRESH = ROOT["refresh"]
 SESSION_REFRESH = ROOT["session_refresh"]
+PURGE = ROOT["purge"]
+
+# A revoked family is kept this long so that a stolen token presented later is still reported as reuse.
+KEEP_REVOKED_SESSIONS = timedelta(days=1)
 FAILURES = ROOT["failures"]
 ADDRESS_FAILURES = ROOT["address_failures"]
 SIGNING_KEY = ROOT["signing_key"]
@@ -102,11 +107,13 @@ class AuthSessionRecord(BaseModel):
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.idle_expires_at and now < self.expires_at
 
-    def purgeable(self, now: datetime, keep_revoked: timedelta) -> bool:
-        """Expired, or revoked long enough ago that a reuse report no longer matters."""
-        if now >= self.idle_expires_at or now >= self.expires_at:
-            return True
-        return self.revoked_at is not None and now - self.revoked_at > keep_revoked
+    purge_at: datetime | None = Field(default=None, description="The time under which PURGE indexes it.")
+
+    def finished_at(self) -> datetime:
+        """When the family may be forgotten: expired, or revoked long enough ago that a reuse
+        report no longer matters."""
+        end = min(self.idle_expires_at, self.expires_at)
+        return end if self.revoked_at is None else min(end, self.revoked_at + KEEP_REVOKED_SESSIONS)
 
     def device(self, current_session: UUID) -> Device:
         return Device(
@@ -183,9 +190,27 @@ def get_session(tx: Transaction, session_id: UUID) -> AuthSessionRecord | None:
     return _load(tx, SESSION.pack((str(session_id),)), AuthSessionRecord)
 
 
+def _purge_key(session: AuthSessionRecord, at: datetime) -> bytes:
+    key: bytes = PURGE.pack((str(session.user_id), at.timestamp(), str(session.id)))
+    return key
+
+
 def put_session(tx: Transaction, session: AuthSessionRecord) -> None:
+    finished = session.finished_at()
+    if session.purge_at != finished:
+        if session.purge_at is not None:
+            tx.clear(_purge_key(session, session.purge_at))
+        tx.set(_purge_key(session, finished), b"")
+        session.purge_at = finished
     _save(tx, SESSION.pack((str(session.id),)), session)
     tx.set(USER_SESSION.pack((str(session.user_id), str(session.id))), b"")
+
+
+def finished_sessions(tx: Transaction, user_id: UUID, now: datetime) -> list[AuthSessionRecord]:
+    """The user's families that may be forgotten, read from the PURGE index (not a scan of them all)."""
+    space = PURGE[str(user_id)]
+    rows = tx.get_range(space.range().start, space.pack((now.timestamp(),)))
+    return [s for key, _ in rows if (s := get_session(tx, UUID(space.unpack(key)[1]))) is not None]
 
 
 def user_sessions(tx: Transaction, user_id: UUID) -> list[AuthSessionRecord]:
@@ -210,6 +235,8 @@ def purge_session(tx: Transaction, session: AuthSessionRecord) -> None:
         tx.clear(REFRESH.pack((hashes.unpack(key)[0],)))
     tx.clear_range(hashes.range().start, hashes.range().stop)
     tx.clear(SESSION.pack((str(session.id),)))
+    if session.purge_at is not None:
+        tx.clear(_purge_key(session, session.purge_at))
     tx.clear(USER_SESSION.pack((str(session.user_id), str(session.id))))
 
 
