@@ -29,6 +29,7 @@ from services.auth.lockout import (
     record_account_failure,
     record_account_success,
     record_address_failure,
+    release_address_attempt,
 )
 from services.auth.passwords import PasswordHashing
 from services.auth.refresh_tokens import new_refresh_token, token_hash
@@ -52,6 +53,28 @@ def require_admin(message: BusRequest) -> Caller:
     if not caller.is_admin:
         raise ServiceError(ErrorCode.FORBIDDEN, "this operation is for tenant admins")
     return caller
+
+
+@dataclass
+class _Attempt:
+    """A login-like attempt after the limits were checked (and the attempt counted)."""
+
+    throttled: float = 0.0
+    locked: float = 0.0
+    locks_now: bool = False
+    locked_seconds: float = 0.0
+
+    def raise_if_refused(self) -> None:
+        if self.throttled > 0:
+            raise ServiceError(
+                ErrorCode.RATE_LIMITED,
+                "too many failed logins from this address",
+                retry_after=math.ceil(self.throttled),
+            )
+        if self.locked > 0:
+            raise ServiceError(
+                ErrorCode.ACCOUNT_LOCKED, "the account is temporarily locked", retry_after=math.ceil(self.locked)
+            )
 
 
 @dataclass
@@ -223,41 +246,60 @@ class Accounts:
             user=user.public(),
         )
 
+    def _reserve_attempt(
+        self, tx: Transaction, user_id: uuid.UUID | None, address: str | None, now_ts: float
+    ) -> _Attempt:
+        """Check the limits and count this attempt as a failure in one transaction, before the
+        password is checked: parallel guesses cannot all pass the check. A success gives it back."""
+        if address is not None:
+            addresses = repo.get_address_failures(tx, address)
+            throttled = address_remaining(addresses, now_ts, self.lockout)
+            if throttled > 0:
+                return _Attempt(throttled=throttled)
+        if user_id is not None:
+            failures = repo.get_failures(tx, user_id)
+            locked = lock_remaining(failures, now_ts)
+            if locked > 0:
+                return _Attempt(locked=locked)
+        if address is not None:
+            repo.put_address_failures(tx, address, record_address_failure(addresses, now_ts, self.lockout))
+        if user_id is None:
+            return _Attempt()
+        counted, locks_now = record_account_failure(failures, now_ts, self.lockout)
+        repo.put_failures(tx, user_id, counted)
+        return _Attempt(locks_now=locks_now, locked_seconds=counted.locked_until - now_ts)
+
+    def _give_back(self, tx: Transaction, attempt: _Attempt, user_id: uuid.UUID, address: str | None) -> None:
+        if address is not None:
+            repo.put_address_failures(tx, address, release_address_attempt(repo.get_address_failures(tx, address)))
+        repo.put_failures(
+            tx, user_id, record_account_success(repo.get_failures(tx, user_id), undo_lock=attempt.locks_now)
+        )
+
     async def login(self, message: api.Login) -> api.TokenPair:
         address = message.client.ip or "unknown"
         now_ts = time.time()
 
-        def look_up(tx: Transaction) -> tuple[float, repo.UserRecord | None, float]:
-            throttled = address_remaining(repo.get_address_failures(tx, address), now_ts, self.lockout)
+        def reserve(tx: Transaction) -> tuple[repo.UserRecord | None, _Attempt]:
             user = repo.user_by_email(tx, message.email)
-            locked = lock_remaining(repo.get_failures(tx, user.id), now_ts) if user else 0.0
-            return throttled, user, locked
+            usable = user if user is not None and user.is_active else None
+            return usable, self._reserve_attempt(tx, usable.id if usable else None, address, now_ts)
 
-        throttled, user, locked = await self.store.run(look_up)
-        if throttled > 0:
-            raise ServiceError(
-                ErrorCode.RATE_LIMITED, "too many failed logins from this address", retry_after=math.ceil(throttled)
-            )
-        if locked > 0:
-            raise ServiceError(
-                ErrorCode.ACCOUNT_LOCKED, "the account is temporarily locked", retry_after=math.ceil(locked)
-            )
-        usable = user if user is not None and user.is_active else None
+        usable, attempt = await self.store.run(reserve)
+        attempt.raise_if_refused()
         if not await self.hashing.verify(usable.password_hash if usable else None, message.password):
-            await self._login_failed(message, usable, address, now_ts)
+            await self._login_failed(message, usable, attempt)
             raise INVALID_CREDENTIALS
         assert usable is not None
         new_hash = (
             await self.hashing.hash(message.password) if self.hashing.needs_rehash(usable.password_hash) else None
         )
-        return await self._login_succeeded(message, usable, new_hash)
+        return await self._login_succeeded(message, usable, new_hash, attempt)
 
     async def _login_failed(
-        self, message: api.Login, user: repo.UserRecord | None, address: str, now_ts: float
+        self, message: BusRequest, user: repo.UserRecord | None, attempt: _Attempt, reason: str = "invalid_credentials"
     ) -> None:
         def record(tx: Transaction) -> None:
-            state = record_address_failure(repo.get_address_failures(tx, address), now_ts, self.lockout)
-            repo.put_address_failures(tx, address, state)
             tenant_id = user.tenant_id if user else None
             user_id = user.id if user else None
             self.outbox.stage(
@@ -268,14 +310,10 @@ class Accounts:
                     tenant_id=tenant_id,
                     user_id=user_id,
                     outcome="failure",
-                    data={"reason": "invalid_credentials", "known_account": user is not None},
+                    data={"reason": reason, "known_account": user is not None},
                 ),
             )
-            if user is None:
-                return
-            failures, locked = record_account_failure(repo.get_failures(tx, user.id), now_ts, self.lockout)
-            repo.put_failures(tx, user.id, failures)
-            if locked:
+            if attempt.locks_now:
                 self.outbox.stage(
                     tx,
                     self._event(
@@ -284,14 +322,16 @@ class Accounts:
                         tenant_id=tenant_id,
                         user_id=user_id,
                         outcome="failure",
-                        data={"locked_seconds": round(failures.locked_until - now_ts), "locks": failures.locks},
+                        data={"locked_seconds": round(attempt.locked_seconds)},
                     ),
                 )
 
         await self.store.run(record)
         await self._commit_events()
 
-    async def _login_succeeded(self, message: api.Login, user: repo.UserRecord, new_hash: str | None) -> api.TokenPair:
+    async def _login_succeeded(
+        self, message: api.Login, user: repo.UserRecord, new_hash: str | None, attempt: _Attempt
+    ) -> api.TokenPair:
         now = utcnow()
         session = repo.AuthSessionRecord(
             id=uuid.uuid4(),
@@ -309,7 +349,7 @@ class Accounts:
 
         def create(tx: Transaction) -> repo.UserRecord:
             current = repo.get_user(tx, user.id) or user
-            repo.put_failures(tx, user.id, record_account_success(repo.get_failures(tx, user.id)))
+            self._give_back(tx, attempt, user.id, message.client.ip or "unknown")
             current.last_login_at = now
             if new_hash is not None:
                 current.password_hash = new_hash
@@ -482,7 +522,11 @@ class Accounts:
     async def change_password(self, message: api.ChangePassword) -> api.Revoked:
         caller = _caller(message)
         user = await self._own_user(caller)
+        # Guessing the current password with a stolen access token meets the login lockout too.
+        attempt = await self.store.run(lambda tx: self._reserve_attempt(tx, user.id, None, time.time()))
+        attempt.raise_if_refused()
         if not await self.hashing.verify(user.password_hash, message.current_password):
+            await self._login_failed(message, user, attempt, reason="wrong_current_password")
             raise INVALID_CREDENTIALS
         new_hash = await self.hashing.hash(message.new_password)
 
@@ -494,6 +538,7 @@ class Accounts:
             current.password_hash = new_hash
             current.updated_at = now
             repo.put_user(tx, current)
+            self._give_back(tx, attempt, caller.user_id, None)
             others = [s for s in repo.user_sessions(tx, caller.user_id) if s.id != caller.session_id]
             self.outbox.stage(
                 tx,

@@ -41,9 +41,19 @@ def record_account_failure(state: AccountFailures, now: float, policy: LockoutPo
     return AccountFailures(consecutive=0, locks=state.locks + 1, locked_until=now + duration), True
 
 
-def record_account_success(state: AccountFailures) -> AccountFailures:
-    # Lock history is kept so a later burst locks for longer; the consecutive count starts over.
+def record_account_success(state: AccountFailures, *, undo_lock: bool = False) -> AccountFailures:
+    """The count starts over; the lock history is kept so a later burst locks for longer.
+
+    Attempts are counted as failures before their password is checked (so parallel guesses cannot
+    pass the limit); ``undo_lock`` takes back the lock that a correct attempt's own count set."""
+    if undo_lock:
+        return AccountFailures(consecutive=0, locks=max(0, state.locks - 1), locked_until=0.0)
     return state.model_copy(update={"consecutive": 0})
+
+
+def release_address_attempt(state: AddressFailures) -> AddressFailures:
+    """A reserved attempt that succeeded does not count against the address."""
+    return state.model_copy(update={"count": max(0, state.count - 1)})
 
 
 def address_remaining(state: AddressFailures, now: float, policy: LockoutPolicy) -> float:

@@ -60,3 +60,35 @@ async def test_an_address_with_too_many_failures_is_throttled(system: Gateway, a
     status, body, headers = await post(system, "/auth/login", {"email": unique_email(), "password": "guess"})
     assert status == 429 and body["error"]["code"] == "RATE_LIMITED"
     assert int(headers["Retry-After"]) > 0
+
+
+async def test_parallel_guesses_cannot_get_past_the_limit(system: Gateway) -> None:
+    email = unique_email()
+    await register(system, email)
+    results = await asyncio.gather(
+        *(post(system, "/auth/login", {"email": email, "password": f"guess number {i}"}) for i in range(12))
+    )
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(401) == 3, statuses
+    assert statuses.count(423) == 9, statuses
+
+
+async def test_a_correct_password_arriving_with_the_last_allowed_attempt_is_not_locked_out(system: Gateway) -> None:
+    email = unique_email()
+    await register(system, email)
+    for _ in range(2):
+        await post(system, "/auth/login", {"email": email, "password": "wrong password"})
+    await login(system, email)
+    await login(system, email)
+
+
+async def test_guessing_the_current_password_meets_the_lockout(system: Gateway) -> None:
+    email = unique_email()
+    await register(system, email)
+    tokens = await login(system, email)
+    change = {"current_password": "not it at all", "new_password": "a brand new password"}
+    for _ in range(3):
+        status, body, _ = await post(system, "/users/me/password", change, token=tokens["access_token"])
+        assert status == 401 and body["error"]["code"] == "INVALID_CREDENTIALS"
+    status, body, headers = await post(system, "/users/me/password", change, token=tokens["access_token"])
+    assert status == 423 and int(headers["Retry-After"]) >= 1
