@@ -82,7 +82,8 @@ class LogoutAll(BusRequest):
 
 
 class ListDevices(BusRequest):
-    pass
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    cursor: str | None = None
 
 
 class RevokeDevice(BusRequest):
@@ -165,6 +166,11 @@ class Device(BaseModel):
     ip: str | None
     user_agent: str | None
     current: bool
+
+
+class DevicePage(BaseModel):
+    items: list[Device]
+    next_cursor: str | None
 
 
 class UserPage(BaseModel):

@@ -35,7 +35,7 @@ OPERATIONS: list[Operation] = [
     Operation(auth.REFRESH, auth.Refresh, auth.TokenPair, "Spend a refresh token for a new pair"),
     Operation(auth.LOGOUT, auth.Logout, auth.Revoked, "Revoke the caller's auth session"),
     Operation(auth.LOGOUT_ALL, auth.LogoutAll, auth.Revoked, "Revoke every auth session of the caller"),
-    Operation(auth.LIST_DEVICES, auth.ListDevices, auth.Device, "The caller's active devices (a list)"),
+    Operation(auth.LIST_DEVICES, auth.ListDevices, auth.DevicePage, "The caller's active devices"),
     Operation(auth.REVOKE_DEVICE, auth.RevokeDevice, auth.Revoked, "Revoke one of the caller's devices"),
     Operation(auth.GET_JWKS, auth.GetJwks, auth.Jwks, "Public keys that may have signed a live token"),
     Operation(auth.ROTATE_SIGNING_KEY, auth.RotateSigningKey, None, "Rotate the signing key (admins)"),

@@ -487,12 +487,19 @@ class Accounts:
             raise ServiceError(ErrorCode.NOT_FOUND, "device not found")
         return await self._revoke_where(message, "device_revoked", None, lambda s, c: s.id == message.device_id)
 
-    async def list_devices(self, message: api.ListDevices) -> list[api.Device]:
+    async def list_devices(self, message: api.ListDevices) -> api.DevicePage:
+        """Active devices, most recently used first; the cursor is a position in that order."""
         caller = _caller(message)
         now = utcnow()
+        start = _decode_offset(message.cursor) if message.cursor else 0
         sessions = await self.store.run(lambda tx: repo.user_sessions(tx, caller.user_id))
         active = sorted((s for s in sessions if s.active(now)), key=lambda s: s.last_used_at, reverse=True)
-        return [s.device(caller.session_id) for s in active]
+        page = active[start : start + message.limit]
+        end = start + len(page)
+        return api.DevicePage(
+            items=[s.device(caller.session_id) for s in page],
+            next_cursor=_encode_cursor(f"offset:{end}".encode()) if end < len(active) else None,
+        )
 
     # Profile.
     async def _own_user(self, caller: Caller) -> repo.UserRecord:
@@ -564,6 +571,17 @@ class Accounts:
         return tenant.public()
 
 
+_CURSOR_DETAILS = [{"field": "cursor", "message": "not a cursor this list returned"}]
+
+
+def _decode_offset(cursor: str) -> int:
+    raw = _decode_cursor(cursor, b"offset:")
+    try:
+        return max(0, int(raw.removeprefix(b"offset:")))
+    except ValueError as error:
+        raise ServiceError(ErrorCode.VALIDATION_FAILED, "the cursor is not valid", _CURSOR_DETAILS) from error
+
+
 def _encode_cursor(key: bytes) -> str:
     return base64.urlsafe_b64encode(key).decode().rstrip("=")
 
@@ -572,7 +590,7 @@ def _decode_cursor(cursor: str, prefix: bytes) -> bytes:
     try:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError) as error:
-        raise ServiceError(ErrorCode.VALIDATION_FAILED, "the cursor is not valid") from error
+        raise ServiceError(ErrorCode.VALIDATION_FAILED, "the cursor is not valid", _CURSOR_DETAILS) from error
     if not key.startswith(prefix):
-        raise ServiceError(ErrorCode.VALIDATION_FAILED, "the cursor is not valid")
+        raise ServiceError(ErrorCode.VALIDATION_FAILED, "the cursor is not valid", _CURSOR_DETAILS)
     return key

@@ -29,17 +29,13 @@ def handler_table(accounts: Accounts, keyring: KeyRing) -> list[tuple[str, type[
         require_admin(message)
         return {"kid": (await keyring.rotate()).kid}
 
-    async def list_devices(message: api.ListDevices) -> list[dict[str, Any]]:
-        """The caller's active auth sessions."""
-        return [device.model_dump(mode="json") for device in await accounts.list_devices(message)]
-
     return [
         (api.REGISTER, api.Register, accounts.register),
         (api.LOGIN, api.Login, accounts.login),
         (api.REFRESH, api.Refresh, accounts.refresh),
         (api.LOGOUT, api.Logout, accounts.logout),
         (api.LOGOUT_ALL, api.LogoutAll, accounts.logout_all),
-        (api.LIST_DEVICES, api.ListDevices, list_devices),
+        (api.LIST_DEVICES, api.ListDevices, accounts.list_devices),
         (api.REVOKE_DEVICE, api.RevokeDevice, accounts.revoke_device),
         (api.GET_JWKS, api.GetJwks, jwks),
         (api.ROTATE_SIGNING_KEY, api.RotateSigningKey, rotate_signing_key),

@@ -103,7 +103,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     except orjson.JSONDecodeError as error:
         raise ApiError.of(ErrorCode.MALFORMED_JSON, f"the body is not valid JSON: {error}") from error
     if not isinstance(body, dict):
-        raise ApiError.of(ErrorCode.VALIDATION_FAILED, "the body must be a JSON object")
+        raise ApiError.of(
+            ErrorCode.VALIDATION_FAILED,
+            "the body must be a JSON object",
+            [{"field": "body", "message": "expected a JSON object"}],
+        )
     return body
 
 

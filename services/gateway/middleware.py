@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -65,6 +66,8 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as error:
         return error_response(error)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client went away: nothing to answer, nothing to log as a failure
     except web.HTTPException as error:
         if error.status < 400:
             raise

@@ -20,6 +20,7 @@ the WAL on every commit.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sqlite3
 import threading
@@ -163,7 +164,9 @@ class EmbeddedStore:
 
     async def run(self, fn: Callable[[_SqliteTransaction], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_sync, fn)
+        # The caller's context (its trace) travels into the transaction function.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, self.run_sync, fn)
 
     async def check(self) -> None:
         await self.run(lambda tx: tx.get(b"\xff/health"))

@@ -7,6 +7,7 @@ images install it. Blocking client calls run on a thread pool so the event loop 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,7 +81,9 @@ class FdbStore:
 
     async def run(self, fn: Callable[[_FdbTransaction], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_sync, fn)
+        # The caller's context (its trace) travels into the transaction function.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, self.run_sync, fn)
 
     async def check(self) -> None:
         try:

@@ -114,7 +114,8 @@ async def test_devices_are_listed_and_one_can_be_revoked(system: Gateway) -> Non
     phone = await login(system, registered["user"]["email"], device_name="phone")
     status, body = await get(system, "/auth/devices", laptop["access_token"])
     assert status == 200
-    devices = body["data"]
+    devices = body["data"]["items"]
+    assert body["data"]["next_cursor"] is None
     assert len(devices) == 2
     assert sum(d["current"] for d in devices) == 1
     phone_device = next(d for d in devices if d["device_name"] == "phone")
@@ -265,3 +266,18 @@ async def test_whoami_answers_from_the_token_alone(system: Gateway) -> None:
     assert body["data"]["tenant_id"] == registered["tenant"]["id"]
     assert body["data"]["roles"] == ["admin"]
     assert (await get(system, "/auth/whoami"))[0] == 401
+
+
+async def test_devices_page_with_a_cursor_and_reject_bad_limits(system: Gateway) -> None:
+    registered, tokens = await registered_and_logged_in(system)
+    for _ in range(2):
+        await login(system, registered["user"]["email"])
+    status, first = await get(system, "/auth/devices", tokens["access_token"], limit="2")
+    assert status == 200 and len(first["data"]["items"]) == 2 and first["data"]["next_cursor"]
+    status, second = await get(system, "/auth/devices", tokens["access_token"], cursor=first["data"]["next_cursor"])
+    assert status == 200 and len(second["data"]["items"]) == 1 and second["data"]["next_cursor"] is None
+    ids = {d["id"] for d in first["data"]["items"] + second["data"]["items"]}
+    assert len(ids) == 3
+    for bad in ({"limit": "0"}, {"limit": "501"}, {"limit": "abc"}, {"cursor": "!!"}):
+        status, body = await get(system, "/auth/devices", tokens["access_token"], **bad)
+        assert status == 422 and body["error"]["details"], bad

@@ -27,7 +27,7 @@ async def test_an_idle_family_expires_and_is_purged_at_the_next_login(system: Ga
 
     new = await login(system, registered["user"]["email"])
     status, devices = await get(system, "/auth/devices", new["access_token"])
-    assert status == 200 and len(devices["data"]) == 1
+    assert status == 200 and len(devices["data"]["items"]) == 1
 
     old_sid = UUID(jwt.decode(old["access_token"], options={"verify_signature": False})["sid"])
     store = system.services["auth"].ctx.store

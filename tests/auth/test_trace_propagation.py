@@ -34,3 +34,27 @@ async def test_the_trace_id_of_a_request_reaches_the_service_and_its_events(syst
     finally:
         await subscription.unsubscribe()
     assert found["trace_id"] == trace_id
+
+
+async def test_events_staged_inside_store_transactions_carry_the_trace_id(system: Gateway) -> None:
+    email = unique_email()
+    async with system.session.post(f"{system.api}/auth/register", json={"email": email, "password": PASSWORD}) as r:
+        user_id = (await r.json())["data"]["user"]["id"]
+    trace_id = "1bf92f3577b34da6a3ce929d0e0e4799"
+    async with system.session.post(
+        f"{system.api}/auth/login",
+        json={"email": email, "password": PASSWORD},
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    ) as response:
+        assert response.status == 200
+    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    subscription = await js.subscribe("evt.auth.login_succeeded", ordered_consumer=True)
+    try:
+        found = None
+        while found is None:
+            event = orjson.loads((await asyncio.wait_for(subscription.next_msg(timeout=2), 5)).data)
+            if event["actor"]["user_id"] == user_id:
+                found = event
+    finally:
+        await subscription.unsubscribe()
+    assert found["trace_id"] == trace_id

@@ -65,8 +65,12 @@ async def logout_all(request: web.Request) -> web.Response:
     return no_content()
 
 
+def _page_query(request: web.Request) -> dict[str, str]:
+    return {key: request.query[key] for key in ("limit", "cursor") if key in request.query}
+
+
 async def list_devices(request: web.Request) -> web.Response:
-    return ok(await _send(request, auth.LIST_DEVICES, auth.ListDevices, {}))
+    return ok(await _send(request, auth.LIST_DEVICES, auth.ListDevices, _page_query(request)))
 
 
 async def revoke_device(request: web.Request) -> web.Response:
@@ -103,8 +107,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 
 async def list_tenant_users(request: web.Request) -> web.Response:
-    query = {key: request.query[key] for key in ("limit", "cursor") if key in request.query}
-    return ok(await _send(request, auth.LIST_TENANT_USERS, auth.ListTenantUsers, query))
+    return ok(await _send(request, auth.LIST_TENANT_USERS, auth.ListTenantUsers, _page_query(request)))
 
 
 async def add_tenant_user(request: web.Request) -> web.Response:
@@ -155,7 +158,15 @@ ROUTES = [
     ),
     Route("POST", "/auth/logout", logout, "Log this device out", status=204, tag="auth"),
     Route("POST", "/auth/logout-all", logout_all, "Log every device of the user out", status=204, tag="auth"),
-    Route("GET", "/auth/devices", list_devices, "The user's devices (auth sessions)", tag="auth"),
+    Route(
+        "GET",
+        "/auth/devices",
+        list_devices,
+        "The user's devices (auth sessions), most recently used first",
+        response=auth.DevicePage,
+        query=("limit", "cursor"),
+        tag="auth",
+    ),
     Route("DELETE", "/auth/devices/{id}", revoke_device, "Revoke one device", status=204, tag="auth"),
     Route(
         "GET",
