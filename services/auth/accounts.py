@@ -26,10 +26,11 @@ from services.auth.lockout import (
     LockoutPolicy,
     address_remaining,
     lock_remaining,
-    record_account_failure,
     record_account_success,
     record_address_failure,
     release_address_attempt,
+    reserve_account_attempt,
+    settle_account_failure,
 )
 from services.auth.passwords import PasswordHashing
 from services.auth.refresh_tokens import new_refresh_token, token_hash
@@ -61,10 +62,13 @@ class _Attempt:
 
     throttled: float = 0.0
     locked: float = 0.0
-    locks_now: bool = False
-    locked_seconds: float = 0.0
+    busy: bool = False
 
     def raise_if_refused(self) -> None:
+        if self.busy:
+            raise ServiceError(
+                ErrorCode.RATE_LIMITED, "too many login attempts in progress for this account", retry_after=1
+            )
         if self.throttled > 0:
             raise ServiceError(
                 ErrorCode.RATE_LIMITED,
@@ -249,8 +253,8 @@ class Accounts:
     def _reserve_attempt(
         self, tx: Transaction, user_id: uuid.UUID | None, address: str | None, now_ts: float
     ) -> _Attempt:
-        """Check the limits and count this attempt as a failure in one transaction, before the
-        password is checked: parallel guesses cannot all pass the check. A success gives it back."""
+        """Check the limits and count this attempt in one transaction, before the password is
+        checked: parallel guesses cannot all pass the check. A success gives the count back."""
         if address is not None:
             addresses = repo.get_address_failures(tx, address)
             throttled = address_remaining(addresses, now_ts, self.lockout)
@@ -261,20 +265,18 @@ class Accounts:
             locked = lock_remaining(failures, now_ts)
             if locked > 0:
                 return _Attempt(locked=locked)
+            reserved, admitted = reserve_account_attempt(failures, self.lockout)
+            if not admitted:
+                return _Attempt(busy=True)
+            repo.put_failures(tx, user_id, reserved)
         if address is not None:
             repo.put_address_failures(tx, address, record_address_failure(addresses, now_ts, self.lockout))
-        if user_id is None:
-            return _Attempt()
-        counted, locks_now = record_account_failure(failures, now_ts, self.lockout)
-        repo.put_failures(tx, user_id, counted)
-        return _Attempt(locks_now=locks_now, locked_seconds=counted.locked_until - now_ts)
+        return _Attempt()
 
-    def _give_back(self, tx: Transaction, attempt: _Attempt, user_id: uuid.UUID, address: str | None) -> None:
+    def _give_back(self, tx: Transaction, user_id: uuid.UUID, address: str | None) -> None:
         if address is not None:
             repo.put_address_failures(tx, address, release_address_attempt(repo.get_address_failures(tx, address)))
-        repo.put_failures(
-            tx, user_id, record_account_success(repo.get_failures(tx, user_id), undo_lock=attempt.locks_now)
-        )
+        repo.put_failures(tx, user_id, record_account_success(repo.get_failures(tx, user_id)))
 
     async def login(self, message: api.Login) -> api.TokenPair:
         address = message.client.ip or "unknown"
@@ -288,16 +290,16 @@ class Accounts:
         usable, attempt = await self.store.run(reserve)
         attempt.raise_if_refused()
         if not await self.hashing.verify(usable.password_hash if usable else None, message.password):
-            await self._login_failed(message, usable, attempt)
+            await self._login_failed(message, usable)
             raise INVALID_CREDENTIALS
         assert usable is not None
         new_hash = (
             await self.hashing.hash(message.password) if self.hashing.needs_rehash(usable.password_hash) else None
         )
-        return await self._login_succeeded(message, usable, new_hash, attempt)
+        return await self._login_succeeded(message, usable, new_hash)
 
     async def _login_failed(
-        self, message: BusRequest, user: repo.UserRecord | None, attempt: _Attempt, reason: str = "invalid_credentials"
+        self, message: BusRequest, user: repo.UserRecord | None, reason: str = "invalid_credentials"
     ) -> None:
         def record(tx: Transaction) -> None:
             tenant_id = user.tenant_id if user else None
@@ -313,7 +315,12 @@ class Accounts:
                     data={"reason": reason, "known_account": user is not None},
                 ),
             )
-            if attempt.locks_now:
+            if user_id is None:
+                return
+            now_ts = time.time()
+            failures, locked = settle_account_failure(repo.get_failures(tx, user_id), now_ts, self.lockout)
+            repo.put_failures(tx, user_id, failures)
+            if locked:
                 self.outbox.stage(
                     tx,
                     self._event(
@@ -322,16 +329,14 @@ class Accounts:
                         tenant_id=tenant_id,
                         user_id=user_id,
                         outcome="failure",
-                        data={"locked_seconds": round(attempt.locked_seconds)},
+                        data={"locked_seconds": round(failures.locked_until - now_ts), "locks": failures.locks},
                     ),
                 )
 
         await self.store.run(record)
         await self._commit_events()
 
-    async def _login_succeeded(
-        self, message: api.Login, user: repo.UserRecord, new_hash: str | None, attempt: _Attempt
-    ) -> api.TokenPair:
+    async def _login_succeeded(self, message: api.Login, user: repo.UserRecord, new_hash: str | None) -> api.TokenPair:
         now = utcnow()
         session = repo.AuthSessionRecord(
             id=uuid.uuid4(),
@@ -349,7 +354,7 @@ class Accounts:
 
         def create(tx: Transaction) -> repo.UserRecord:
             current = repo.get_user(tx, user.id) or user
-            self._give_back(tx, attempt, user.id, message.client.ip or "unknown")
+            self._give_back(tx, user.id, message.client.ip or "unknown")
             current.last_login_at = now
             if new_hash is not None:
                 current.password_hash = new_hash
@@ -533,7 +538,7 @@ class Accounts:
         attempt = await self.store.run(lambda tx: self._reserve_attempt(tx, user.id, None, time.time()))
         attempt.raise_if_refused()
         if not await self.hashing.verify(user.password_hash, message.current_password):
-            await self._login_failed(message, user, attempt, reason="wrong_current_password")
+            await self._login_failed(message, user, reason="wrong_current_password")
             raise INVALID_CREDENTIALS
         new_hash = await self.hashing.hash(message.new_password)
 
@@ -545,7 +550,7 @@ class Accounts:
             current.password_hash = new_hash
             current.updated_at = now
             repo.put_user(tx, current)
-            self._give_back(tx, attempt, caller.user_id, None)
+            self._give_back(tx, caller.user_id, None)
             others = [s for s in repo.user_sessions(tx, caller.user_id) if s.id != caller.session_id]
             self.outbox.stage(
                 tx,

@@ -32,22 +32,31 @@ def lock_remaining(state: AccountFailures, now: float) -> float:
     return max(0.0, state.locked_until - now)
 
 
-def record_account_failure(state: AccountFailures, now: float, policy: LockoutPolicy) -> tuple[AccountFailures, bool]:
-    """The new state, and whether this failure locked the account."""
-    consecutive = state.consecutive + 1
-    if consecutive < policy.threshold:
-        return state.model_copy(update={"consecutive": consecutive}), False
+def reserve_account_attempt(state: AccountFailures, policy: LockoutPolicy) -> tuple[AccountFailures, bool]:
+    """Count an attempt before its password is checked; refuse it while ``threshold`` attempts are
+    already counted (failed, or still being checked), so parallel guesses cannot exceed the limit."""
+    if state.consecutive >= policy.threshold:
+        return state, False
+    return state.model_copy(update={"consecutive": state.consecutive + 1}), True
+
+
+def settle_account_failure(state: AccountFailures, now: float, policy: LockoutPolicy) -> tuple[AccountFailures, bool]:
+    """A counted attempt failed: lock once the count has reached the threshold. The new state, and
+    whether this failure locked the account."""
+    if state.consecutive < policy.threshold:
+        return state, False
     duration = min(policy.base_seconds * 2**state.locks, policy.max_seconds)
     return AccountFailures(consecutive=0, locks=state.locks + 1, locked_until=now + duration), True
 
 
-def record_account_success(state: AccountFailures, *, undo_lock: bool = False) -> AccountFailures:
-    """The count starts over; the lock history is kept so a later burst locks for longer.
+def record_account_failure(state: AccountFailures, now: float, policy: LockoutPolicy) -> tuple[AccountFailures, bool]:
+    """One failed attempt from start to end (reserve, then settle)."""
+    reserved, _ = reserve_account_attempt(state, policy)
+    return settle_account_failure(reserved, now, policy)
 
-    Attempts are counted as failures before their password is checked (so parallel guesses cannot
-    pass the limit); ``undo_lock`` takes back the lock that a correct attempt's own count set."""
-    if undo_lock:
-        return AccountFailures(consecutive=0, locks=max(0, state.locks - 1), locked_until=0.0)
+
+def record_account_success(state: AccountFailures) -> AccountFailures:
+    """The count starts over; the lock history is kept so a later burst locks for longer."""
     return state.model_copy(update={"consecutive": 0})
 
 

@@ -51,3 +51,18 @@ def test_address_throttle_uses_a_window() -> None:
     assert address_remaining(state, 1.0, POLICY) == 99
     state = record_address_failure(state, 150.0, POLICY)
     assert state.count == 1 and address_remaining(state, 150.0, POLICY) == 0
+
+
+def test_attempts_in_flight_are_capped_at_the_threshold() -> None:
+    from services.auth.lockout import reserve_account_attempt, settle_account_failure
+
+    state = AccountFailures()
+    admitted = 0
+    for _ in range(5):
+        state, ok = reserve_account_attempt(state, POLICY)
+        admitted += ok
+    assert admitted == 3
+    state, locked = settle_account_failure(state, 50.0, POLICY)
+    assert locked and lock_remaining(state, 50.0) == 60
+    state, locked = settle_account_failure(state, 50.0, POLICY)
+    assert not locked and state.locks == 1
