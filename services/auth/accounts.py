@@ -130,6 +130,10 @@ class Accounts:
             data=data or {},
         )
 
+    def _stage(self, tx: Transaction, type_: str, message: BusRequest, **fields: Any) -> None:
+        """Stage an event in the outbox of this transaction."""
+        self.outbox.stage(tx, self._event(type_, message, **fields))
+
     def _revoke(
         self,
         tx: Transaction,
@@ -149,15 +153,13 @@ class Accounts:
             data = api.SessionsRevokedData(
                 user_id=first.user_id, session_ids=[s.id for s in revoked], reason=reason, until=until
             )
-            self.outbox.stage(
+            self._stage(
                 tx,
-                self._event(
-                    api.SESSION_REVOKED,
-                    message,
-                    tenant_id=first.tenant_id,
-                    user_id=first.user_id,
-                    data=data.model_dump(mode="json"),
-                ),
+                api.SESSION_REVOKED,
+                message,
+                tenant_id=first.tenant_id,
+                user_id=first.user_id,
+                data=data.model_dump(mode="json"),
             )
         return api.Revoked(session_ids=[s.id for s in revoked], until=until)
 
@@ -304,16 +306,14 @@ class Accounts:
         def record(tx: Transaction) -> None:
             tenant_id = user.tenant_id if user else None
             user_id = user.id if user else None
-            self.outbox.stage(
+            self._stage(
                 tx,
-                self._event(
-                    api.LOGIN_FAILED,
-                    message,
-                    tenant_id=tenant_id,
-                    user_id=user_id,
-                    outcome="failure",
-                    data={"reason": reason, "known_account": user is not None},
-                ),
+                api.LOGIN_FAILED,
+                message,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                outcome="failure",
+                data={"reason": reason, "known_account": user is not None},
             )
             if user_id is None:
                 return
@@ -321,16 +321,14 @@ class Accounts:
             failures, locked = settle_account_failure(repo.get_failures(tx, user_id), now_ts, self.lockout)
             repo.put_failures(tx, user_id, failures)
             if locked:
-                self.outbox.stage(
+                self._stage(
                     tx,
-                    self._event(
-                        api.ACCOUNT_LOCKED,
-                        message,
-                        tenant_id=tenant_id,
-                        user_id=user_id,
-                        outcome="failure",
-                        data={"locked_seconds": round(failures.locked_until - now_ts), "locks": failures.locks},
-                    ),
+                    api.ACCOUNT_LOCKED,
+                    message,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    outcome="failure",
+                    data={"locked_seconds": round(failures.locked_until - now_ts), "locks": failures.locks},
                 )
 
         await self.store.run(record)
@@ -367,15 +365,13 @@ class Accounts:
                 token_hash(refresh_token),
                 repo.RefreshRecord(session_id=session.id, generation=0, expires_at=session.idle_expires_at),
             )
-            self.outbox.stage(
+            self._stage(
                 tx,
-                self._event(
-                    api.LOGIN_SUCCEEDED,
-                    message,
-                    tenant_id=user.tenant_id,
-                    user_id=user.id,
-                    data={"session_id": str(session.id), "device_name": session.device_name},
-                ),
+                api.LOGIN_SUCCEEDED,
+                message,
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                data={"session_id": str(session.id), "device_name": session.device_name},
             )
             return current
 
@@ -394,16 +390,14 @@ class Accounts:
                 return _Rotation("invalid")
             if record.spent_at is not None:
                 if session.revoked_at is None:
-                    self.outbox.stage(
+                    self._stage(
                         tx,
-                        self._event(
-                            api.REFRESH_TOKEN_REUSED,
-                            message,
-                            tenant_id=session.tenant_id,
-                            user_id=session.user_id,
-                            outcome="failure",
-                            data={"session_id": str(session.id), "generation": record.generation},
-                        ),
+                        api.REFRESH_TOKEN_REUSED,
+                        message,
+                        tenant_id=session.tenant_id,
+                        user_id=session.user_id,
+                        outcome="failure",
+                        data={"session_id": str(session.id), "generation": record.generation},
                     )
                     self._revoke(tx, [session], "refresh_token_reused", message, now)
                 return _Rotation("reused", session)
@@ -424,15 +418,13 @@ class Accounts:
                     session_id=session.id, generation=session.generation, expires_at=session.idle_expires_at
                 ),
             )
-            self.outbox.stage(
+            self._stage(
                 tx,
-                self._event(
-                    api.TOKEN_REFRESHED,
-                    message,
-                    tenant_id=session.tenant_id,
-                    user_id=session.user_id,
-                    data={"session_id": str(session.id), "generation": session.generation},
-                ),
+                api.TOKEN_REFRESHED,
+                message,
+                tenant_id=session.tenant_id,
+                user_id=session.user_id,
+                data={"session_id": str(session.id), "generation": session.generation},
             )
             return _Rotation("rotated", session, user, successor)
 
@@ -463,15 +455,13 @@ class Accounts:
             now = utcnow()
             sessions = [s for s in repo.user_sessions(tx, caller.user_id) if choose(s, caller)]
             if event_type is not None:
-                self.outbox.stage(
+                self._stage(
                     tx,
-                    self._event(
-                        event_type,
-                        message,
-                        tenant_id=caller.tenant_id,
-                        user_id=caller.user_id,
-                        data={"session_ids": [str(s.id) for s in sessions if s.revoked_at is None]},
-                    ),
+                    event_type,
+                    message,
+                    tenant_id=caller.tenant_id,
+                    user_id=caller.user_id,
+                    data={"session_ids": [str(s.id) for s in sessions if s.revoked_at is None]},
                 )
             return self._revoke(tx, sessions, reason, message, now)
 
@@ -552,15 +542,13 @@ class Accounts:
             repo.put_user(tx, current)
             self._give_back(tx, caller.user_id, None)
             others = [s for s in repo.user_sessions(tx, caller.user_id) if s.id != caller.session_id]
-            self.outbox.stage(
+            self._stage(
                 tx,
-                self._event(
-                    api.PASSWORD_CHANGED,
-                    message,
-                    tenant_id=caller.tenant_id,
-                    user_id=caller.user_id,
-                    data={"revoked_sessions": sum(1 for s in others if s.revoked_at is None)},
-                ),
+                api.PASSWORD_CHANGED,
+                message,
+                tenant_id=caller.tenant_id,
+                user_id=caller.user_id,
+                data={"revoked_sessions": sum(1 for s in others if s.revoked_at is None)},
             )
             return self._revoke(tx, others, "password_changed", message, now)
 
