@@ -60,12 +60,18 @@ def micro(quick: bool) -> tuple[float, float, float, str]:
         from services.gateway.tokens import JwksVerifier
 
         bus = None  # the keys are preloaded below: verify never reaches the bus
-        verifier = JwksVerifier(bus, issuer=ISSUER, audience=AUDIENCE, leeway=30, refresh_min_interval=5.0)  # type: ignore[arg-type]
+        verifier = JwksVerifier(
+            bus,  # type: ignore[arg-type]
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            leeway=30,
+            access_ttl=300,
+            refresh_min_interval=5.0,
+            revocation_stale_after=float("inf"),
+        )
         verifier._keys = {key.kid: public}
         verifier._fetched_at = time.monotonic()
-        loaded = getattr(verifier, "revocations_loaded", None)
-        if loaded is not None:  # normally set once the revocation stream is caught up
-            loaded.set()
+        verifier.revocations._confirmed_at = time.monotonic()  # normally set once the stream is caught up
         loop = asyncio.new_event_loop()
 
         def first_sight() -> object:

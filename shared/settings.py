@@ -35,3 +35,12 @@ class CommonSettings(BaseSettings):
     @property
     def embedded_store_path(self) -> Path:
         return self.data_dir / "store" / "coditect.sqlite3"
+
+
+class TokenSettings(CommonSettings):
+    """Access-token rules the issuer (auth) and every verifier (gateway) must agree on: one source."""
+
+    jwt_issuer: str = "coditect-auth"
+    jwt_audience: str = "coditect-api"
+    access_token_ttl_seconds: int = 300
+    jwt_leeway_seconds: int = Field(default=30, description="Clock skew tolerated by the issuer and the verifiers.")

@@ -68,9 +68,10 @@ class NatsServer:
         self.process = _spawn_nats(self.port, self.store_dir)
 
 
-def _spawn_nats(port: int, store_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn_nats(port: int, store_dir: Path, *, jetstream: bool = True) -> subprocess.Popen[bytes]:
+    jetstream_args = ["-js", "-sd", str(store_dir)] if jetstream else []
     process = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), *jetstream_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -82,6 +83,18 @@ def _spawn_nats(port: int, store_dir: Path) -> subprocess.Popen[bytes]:
         time.sleep(0.05)
     process.kill()
     raise RuntimeError("nats-server did not start")
+
+
+@contextlib.contextmanager
+def nats_without_jetstream(tmp: Path) -> Iterator[NatsServer]:
+    """A local NATS server with JetStream off: a misconfigured bus on which events cannot be read."""
+    port = free_port()
+    server = NatsServer(url=f"nats://127.0.0.1:{port}", port=port, store_dir=tmp / "nats-nojs")
+    server.process = _spawn_nats(port, server.store_dir, jetstream=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager
@@ -159,3 +172,10 @@ async def running_gateway(settings: Any) -> AsyncIterator[Gateway]:
     finally:
         await gateway.session.close()
         await runner.cleanup()
+
+
+def kill_nats(server: NatsServer) -> None:
+    """kill -9 a local nats-server (an outage the clients only notice as a dropped connection)."""
+    assert server.process is not None, "only a local nats-server can be killed"
+    server.process.kill()
+    server.process.wait()

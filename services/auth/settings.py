@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
+from shared.settings import TokenSettings
 
 
-class AuthSettings(CommonSettings):
-    jwt_issuer: str = "coditect-auth"
-    jwt_audience: str = "coditect-api"
-    access_token_ttl_seconds: int = 300
+class AuthSettings(TokenSettings):
     refresh_idle_ttl_seconds: int = 14 * 24 * 3600
     refresh_absolute_ttl_seconds: int = 30 * 24 * 3600
     signing_key_rotation_days: float = 30.0
-    jwt_leeway_seconds: int = 30
     # OWASP Password Storage Cheat Sheet, Argon2id minimum: m=19 MiB, t=2, p=1.
     argon2_memory_kib: int = 19_456
     argon2_time_cost: int = 2

@@ -30,7 +30,6 @@ from shared.telemetry import setup_tracing
 log = logging.getLogger(__name__)
 
 BASE_PATH = "/api/v5"
-ACCESS_TOKEN_LOOKBACK_SECONDS = 3600.0
 
 
 def all_routes() -> list[Route]:
@@ -45,7 +44,11 @@ def create_app(settings: GatewaySettings) -> web.Application:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway_seconds,
+        access_ttl=settings.access_token_ttl_seconds,
         refresh_min_interval=settings.jwks_refresh_min_interval,
+        refresh_interval=settings.jwks_refresh_interval,
+        revocation_poll_interval=settings.revocation_poll_interval,
+        revocation_stale_after=settings.revocation_stale_after,
     )
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -63,24 +66,29 @@ def create_app(settings: GatewaySettings) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         bus.start()
 
+        stop = asyncio.Event()
+
         async def follow() -> None:
             while not await bus.wait_connected(60):
                 pass
             while True:
                 try:
                     await ensure_streams(bus.broker)
-                    await verifier.follow_revocations(ACCESS_TOKEN_LOOKBACK_SECONDS)
-                    return
+                    break
                 except Exception as error:
-                    log.warning("cannot follow revocation events yet (%s); retrying", error)
+                    log.warning("cannot declare the event streams yet (%s); retrying", error)
                     await asyncio.sleep(1)
+            await verifier.run(stop)
 
         task = asyncio.create_task(follow())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await verifier.stop()
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await bus.stop()
 
     app.cleanup_ctx.append(lifecycle)

@@ -1,15 +1,24 @@
-"""Gateway settings (``CODITECT_GATEWAY_*`` plus the common ones)."""
+"""Gateway settings (``CODITECT_GATEWAY_*`` plus the common and token ones)."""
 
 from __future__ import annotations
 
-from shared.settings import CommonSettings
+from pydantic import Field
+
+from shared.settings import TokenSettings
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(TokenSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     max_body_bytes: int = 1_048_576
-    jwt_issuer: str = "coditect-auth"
-    jwt_audience: str = "coditect-api"
-    jwt_leeway_seconds: int = 30
-    jwks_refresh_min_interval: float = 5.0
+    jwks_refresh_min_interval: float = Field(default=5.0, description="At most one JWKS fetch this often.")
+    jwks_refresh_interval: float = Field(
+        default=60.0, description="The key set is fetched again this often, so retired keys stop being trusted."
+    )
+    revocation_poll_interval: float = Field(
+        default=0.5, description="How often the gateway confirms it holds every revocation of the stream."
+    )
+    revocation_stale_after: float = Field(
+        default=3.0,
+        description="Tokens are refused (503) and /ready is 503 when revocations were last confirmed longer ago.",
+    )

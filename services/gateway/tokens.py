@@ -1,5 +1,5 @@
-"""Access-token verification at the edge: local JWT checks against the auth service's JWKS,
-plus the deny set of revoked auth sessions fed by the event stream."""
+"""Access-token verification at the edge: local JWT checks against the auth service's JWKS, plus
+the deny set of revoked auth sessions, which must be current for any token to pass."""
 
 from __future__ import annotations
 
@@ -8,74 +8,87 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import jwt
-import orjson
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from contracts import auth
 from contracts.envelope import ErrorCode
-from contracts.events import Event
 from contracts.identity import Caller
 from services.gateway.buslink import BusLink
 from services.gateway.http import ApiError, unwrap
+from services.gateway.revocations import DenySet, RevocationFollower
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ["EdDSA"]
 VERIFIED_CACHE_SIZE = 10_000
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti"]
+STARTUP_WAIT_SECONDS = 2.0
 
 
 def _unauthorized(message: str, code: ErrorCode = ErrorCode.UNAUTHORIZED) -> ApiError:
     return ApiError.of(code, message)
 
 
-class DenySet:
-    """Revoked auth sessions, each kept until the last access token it could have issued expires."""
-
-    def __init__(self) -> None:
-        self._until: dict[UUID, float] = {}
-
-    def add(self, session_ids: list[UUID], until: datetime) -> None:
-        deadline = until.timestamp()
-        for sid in session_ids:
-            self._until[sid] = max(deadline, self._until.get(sid, 0.0))
-        if len(self._until) > 1024:
-            self.prune()
-
-    def prune(self) -> None:
-        now = time.time()
-        for sid in [sid for sid, deadline in self._until.items() if deadline < now]:
-            del self._until[sid]
-
-    def __contains__(self, sid: UUID) -> bool:
-        deadline = self._until.get(sid)
-        return deadline is not None and deadline >= time.time()
+def usable_keys(jwks: Any) -> dict[str, jwt.PyJWK]:
+    """The keys of a JWKS reply this gateway may trust: EdDSA signing keys with a key id."""
+    keys: dict[str, jwt.PyJWK] = {}
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        return keys
+    for jwk in jwks["keys"]:
+        if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or jwk.get("alg") not in ALGORITHMS:
+            continue
+        if jwk.get("use", "sig") != "sig" or "d" in jwk:
+            continue  # never an encryption key, never a private key sent by mistake
+        with contextlib.suppress(jwt.PyJWKError):
+            keys[jwk["kid"]] = jwt.PyJWK(jwk)
+    return keys
 
 
 class JwksVerifier:
-    def __init__(self, bus: BusLink, *, issuer: str, audience: str, leeway: int, refresh_min_interval: float) -> None:
+    def __init__(
+        self,
+        bus: BusLink,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: int,
+        access_ttl: int,
+        refresh_min_interval: float,
+        refresh_interval: float = 60.0,
+        revocation_poll_interval: float = 0.5,
+        revocation_stale_after: float = 3.0,
+    ) -> None:
         self.bus = bus
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.max_lifetime = access_ttl + leeway
         self.refresh_min_interval = refresh_min_interval
+        self.refresh_interval = refresh_interval
         self.denied = DenySet()
+        self.revocations = RevocationFollower(
+            self.denied,
+            self._connection,
+            # A revocation older than the longest-lived access token (plus skew on both ends) denies nothing.
+            lookback_seconds=access_ttl + 2 * leeway,
+            poll_interval=revocation_poll_interval,
+            stale_after=revocation_stale_after,
+        )
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
-        self._subscription: Any = None
-        self.revocations_loaded = asyncio.Event()
-        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[Caller, float, str]] = OrderedDict()
 
-    async def _refresh_keys(self) -> None:
+    def _connection(self) -> tuple[Any, Any]:
+        state = self.bus.broker.config.connection_state
+        return state.connection, state.stream
+
+    async def _refresh_keys(self, *, force: bool = False) -> None:
         async with self._lock:
-            if time.monotonic() - self._fetched_at < self.refresh_min_interval and self._keys:
+            if not force and time.monotonic() - self._fetched_at < self.refresh_min_interval and self._keys:
                 return
             reply = await self.bus.request(auth.GET_JWKS, auth.GetJwks())
             if not reply.ok:
@@ -83,12 +96,18 @@ class JwksVerifier:
                 if reply.error.code in (ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.TIMEOUT):
                     raise ApiError(reply.error)
                 unwrap(reply)
-            keys: dict[str, jwt.PyJWK] = {}
-            for jwk in reply.result["keys"]:
-                with contextlib.suppress(jwt.PyJWKError):
-                    keys[jwk["kid"]] = jwt.PyJWK(jwk)
-            self._keys = keys
+            keys = usable_keys(reply.result)
             self._fetched_at = time.monotonic()
+            if not keys:
+                # One empty or garbled reply must not drop every key (and sign everyone out).
+                log.warning("ignored a JWKS reply with no usable key; keeping %d known keys", len(self._keys))
+                return
+            removed = self._keys.keys() - keys.keys()
+            self._keys = keys
+            if removed:
+                log.info("signing keys left the JWKS and are no longer trusted: %s", ", ".join(sorted(removed)))
+                for token in [t for t, (_, _, kid) in self._verified.items() if kid in removed]:
+                    del self._verified[token]
 
     async def _key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
@@ -105,15 +124,19 @@ class JwksVerifier:
             caller = cached[0]
         else:
             caller = await self._verify_signed(token)
-        if not self.revocations_loaded.is_set():
-            # Until the deny set is rebuilt, a revoked token could pass: refuse rather than guess.
-            try:
-                await asyncio.wait_for(self.revocations_loaded.wait(), 2.0)
-            except TimeoutError as error:
-                raise ApiError.of(ErrorCode.SERVICE_UNAVAILABLE, "the revocation list is not loaded yet") from error
+        await self._require_current_revocations()
         if caller.session_id in self.denied:
             raise _unauthorized("the access token's session was revoked", ErrorCode.TOKEN_REVOKED)
         return caller
+
+    async def _require_current_revocations(self) -> None:
+        """Fail closed: without a current deny set, a revoked token could pass."""
+        if self.revocations.current:
+            return
+        starting = self.revocations.staleness() is None
+        if starting and await self.revocations.wait_current(STARTUP_WAIT_SECONDS):
+            return
+        raise ApiError.of(ErrorCode.SERVICE_UNAVAILABLE, "token revocations cannot be confirmed right now; retry shortly")
 
     async def _verify_signed(self, token: str) -> Caller:
         """Full verification; a token that passes is remembered until it expires, so a client's
@@ -141,7 +164,12 @@ class JwksVerifier:
         except jwt.ExpiredSignatureError as error:
             raise _unauthorized("the access token has expired", ErrorCode.TOKEN_EXPIRED) from error
         except jwt.PyJWTError as error:
-            raise _unauthorized(f"the access token is not valid: {error}") from error
+            # PyJWT's wording is not a stable contract and says too much: log it, answer one sentence.
+            log.debug("access token refused: %s", error)
+            raise _unauthorized("the access token is not valid") from error
+        exp, iat = claims["exp"], claims["iat"]
+        if not isinstance(iat, int | float) or exp - iat > self.max_lifetime:
+            raise _unauthorized("the access token's lifetime is longer than this API accepts")
         try:
             caller = Caller(
                 tenant_id=claims["tid"], user_id=claims["sub"], roles=claims.get("roles", []), session_id=claims["sid"]
@@ -150,41 +178,21 @@ class JwksVerifier:
             raise _unauthorized("the access token's claims are not valid") from error
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        self._verified[token] = (caller, float(claims["exp"]) + self.leeway)
+        self._verified[token] = (caller, float(claims["exp"]) + self.leeway, kid)
         return caller
 
-    async def follow_revocations(self, lookback_seconds: float) -> None:
-        """Rebuild the deny set from recent revocation events, then follow new ones."""
-        state = self.bus.broker.config.connection_state
-        js = state.stream
-        start = datetime.fromtimestamp(time.time() - lookback_seconds, UTC)
-        self._subscription = await js.subscribe(
-            auth.SESSION_REVOKED_SUBJECT,
-            ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start),
-            cb=self._on_revocation,
-        )
-        await self._catch_up()
-
-    async def _catch_up(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            info = await self._subscription.consumer_info()
-            if info.num_pending == 0 and self._subscription.pending_msgs == 0:
-                break
-            await asyncio.sleep(0.01)
-        self.revocations_loaded.set()
-
-    async def _on_revocation(self, msg: Any) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow revocations and refresh the key set on a schedule until ``stop``."""
+        follower = asyncio.create_task(self.revocations.run(stop))
         try:
-            event = Event.model_validate(orjson.loads(msg.data))
-            data = auth.SessionsRevokedData.model_validate(event.data)
-        except (ValidationError, orjson.JSONDecodeError):
-            log.warning("ignored a malformed revocation event")
-            return
-        self.denied.add(data.session_ids, data.until)
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.refresh_interval)
+                if stop.is_set():
+                    break
+                try:
+                    await self._refresh_keys(force=True)
+                except Exception as error:  # the auth service may be down: keep the keys we have
+                    log.warning("could not refresh the signing keys (%s); keeping the known ones", error)
+        finally:
+            await follower

@@ -11,8 +11,10 @@ from contracts.envelope import ErrorCode, Reply
 from contracts.health import Ping
 from services.gateway.deps import BUS_KEY, SETTINGS_KEY, call
 from services.gateway.http import ApiError, json_response, ok
+from services.gateway.middleware import VERIFIER_KEY
 from services.gateway.openapi import OPENAPI_KEY
 from services.gateway.routing import Route
+from services.gateway.tokens import JwksVerifier
 
 HEALTH_BODY = {"success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}}
 
@@ -31,6 +33,15 @@ def _service_state(reply: Reply) -> str:
     }.get(reply.error.code, reply.error.message)
 
 
+def _revocation_state(request: web.Request) -> str:
+    verifier = request.app[VERIFIER_KEY]
+    if not isinstance(verifier, JwksVerifier):
+        return "current"
+    if verifier.revocations.current:
+        return "current"
+    return "not loaded" if verifier.revocations.staleness() is None else "stale"
+
+
 async def ready(request: web.Request) -> web.Response:
     bus = request.app[BUS_KEY]
     timeout = request.app[SETTINGS_KEY].ready_timeout
@@ -45,13 +56,18 @@ async def ready(request: web.Request) -> web.Response:
     )
     states = {name: _service_state(reply) for name, reply in zip(subjects.SERVICES, replies, strict=True)}
     down = [name for name, state in states.items() if state != "ok"]
+    problems = [f"{name} {states[name]}" for name in down]
+    revocations = _revocation_state(request)
+    if revocations != "current":
+        down.append("revocations")
+        problems.append(f"token revocations {revocations}")
     if down:
         raise ApiError.of(
             ErrorCode.SERVICE_UNAVAILABLE,
-            "not ready: " + ", ".join(f"{name} {states[name]}" for name in down),
-            {"bus": "ok", "services": states, "down": down},
+            "not ready: " + ", ".join(problems),
+            {"bus": "ok", "services": states, "revocations": revocations, "down": down},
         )
-    return ok({"status": "ready", "bus": "ok", "services": states})
+    return ok({"status": "ready", "bus": "ok", "revocations": "current", "services": states})
 
 
 async def ping_service(request: web.Request) -> web.Response:
