@@ -124,7 +124,8 @@ class RevocationFollower:
             message = await js.get_msg(
                 subjects.EVENTS_STREAM, seq=self.applied_seq + 1, subject=auth.SESSION_REVOKED_SUBJECT, next=True
             )
-            assert message.seq is not None and message.data is not None
+            assert message.seq is not None
+            assert message.data is not None
             self.apply(message.data)
             self.applied_seq = message.seq
         self._confirmed_at = time.monotonic()

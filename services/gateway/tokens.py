@@ -136,7 +136,9 @@ class JwksVerifier:
         starting = self.revocations.staleness() is None
         if starting and await self.revocations.wait_current(STARTUP_WAIT_SECONDS):
             return
-        raise ApiError.of(ErrorCode.SERVICE_UNAVAILABLE, "token revocations cannot be confirmed right now; retry shortly")
+        raise ApiError.of(
+            ErrorCode.SERVICE_UNAVAILABLE, "token revocations cannot be confirmed right now; retry shortly"
+        )
 
     async def _verify_signed(self, token: str) -> Caller:
         """Full verification; a token that passes is remembered until it expires, so a client's
