@@ -42,6 +42,7 @@ class ServiceContext:
     store_ready: bool = False
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    components: dict[str, Any] = field(default_factory=dict)  # what the service built, for tests and tools
 
     async def publish(self, event: Event) -> None:
         await bus.publish_event(self.broker, event)

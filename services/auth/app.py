@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.auth import repository as repo
-from services.auth.accounts import Accounts
+from services.auth.attempts import forget_stale_addresses
+from services.auth.context import AuthContext
 from services.auth.handlers import published_after_retire, register_handlers
 from services.auth.keyring import KeyRing
 from services.auth.passwords import PasswordHashing
@@ -26,6 +27,7 @@ def build(settings: AuthSettings) -> Register:
             parallelism=settings.argon2_parallelism,
             workers=settings.hash_workers,
             queue_limit=settings.hash_queue_limit,
+            login_reserve=settings.hash_login_reserve,
         )
         keyring = KeyRing(
             ctx.store,
@@ -35,9 +37,11 @@ def build(settings: AuthSettings) -> Register:
             ),
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker)
-        accounts = Accounts(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
-        register_handlers(ctx.broker, accounts, keyring, concurrency=settings.handler_concurrency)
+        auth = AuthContext(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
+        register_handlers(ctx.broker, auth, concurrency=settings.handler_concurrency)
+        ctx.components["auth"] = auth
         ctx.background.append(lambda stop: outbox.run(stop))
+        ctx.background.append(lambda stop: forget_stale_addresses(auth, stop))
         ctx.on_close.append(hashing.close)
 
     return register

@@ -12,14 +12,25 @@ from faststream.nats import NatsBroker
 from contracts import auth as api
 from contracts import subjects
 from contracts.identity import BusRequest
-from services.auth.accounts import Accounts, require_admin
-from services.auth.keyring import KeyRing
+from services.auth import devices, login, profile, registration, rotation
+from services.auth.context import AuthContext, require_admin
 from shared.bus import replies
 
 UseCase = Callable[[Any], Awaitable[Any]]
 
 
-def handler_table(accounts: Accounts, keyring: KeyRing) -> list[tuple[str, type[BusRequest], UseCase]]:
+def _bind(ctx: AuthContext, fn: Callable[[AuthContext, Any], Awaitable[Any]]) -> UseCase:
+    async def use_case(message: Any) -> Any:
+        return await fn(ctx, message)
+
+    use_case.__name__ = fn.__name__
+    use_case.__doc__ = fn.__doc__
+    return use_case
+
+
+def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], UseCase]]:
+    keyring = ctx.keyring
+
     async def jwks(message: api.GetJwks) -> dict[str, list[dict[str, Any]]]:
         """Public keys that may have signed a live access token."""
         return await keyring.jwks()
@@ -30,29 +41,29 @@ def handler_table(accounts: Accounts, keyring: KeyRing) -> list[tuple[str, type[
         return {"kid": (await keyring.rotate()).kid}
 
     return [
-        (api.REGISTER, api.Register, accounts.register),
-        (api.LOGIN, api.Login, accounts.login),
-        (api.REFRESH, api.Refresh, accounts.refresh),
-        (api.LOGOUT, api.Logout, accounts.logout),
-        (api.LOGOUT_ALL, api.LogoutAll, accounts.logout_all),
-        (api.LIST_DEVICES, api.ListDevices, accounts.list_devices),
-        (api.REVOKE_DEVICE, api.RevokeDevice, accounts.revoke_device),
+        (api.REGISTER, api.Register, _bind(ctx, registration.register)),
+        (api.LOGIN, api.Login, _bind(ctx, login.login)),
+        (api.REFRESH, api.Refresh, _bind(ctx, rotation.refresh)),
+        (api.LOGOUT, api.Logout, _bind(ctx, devices.logout)),
+        (api.LOGOUT_ALL, api.LogoutAll, _bind(ctx, devices.logout_all)),
+        (api.LIST_DEVICES, api.ListDevices, _bind(ctx, devices.list_devices)),
+        (api.REVOKE_DEVICE, api.RevokeDevice, _bind(ctx, devices.revoke_device)),
         (api.GET_JWKS, api.GetJwks, jwks),
         (api.ROTATE_SIGNING_KEY, api.RotateSigningKey, rotate_signing_key),
-        (api.GET_ME, api.GetMe, accounts.get_me),
-        (api.UPDATE_ME, api.UpdateMe, accounts.update_me),
-        (api.CHANGE_PASSWORD, api.ChangePassword, accounts.change_password),
-        (api.GET_TENANT, api.GetTenant, accounts.get_tenant),
-        (api.LIST_TENANT_USERS, api.ListTenantUsers, accounts.list_tenant_users),
-        (api.ADD_TENANT_USER, api.AddTenantUser, accounts.add_tenant_user),
+        (api.GET_ME, api.GetMe, _bind(ctx, profile.get_me)),
+        (api.UPDATE_ME, api.UpdateMe, _bind(ctx, profile.update_me)),
+        (api.CHANGE_PASSWORD, api.ChangePassword, _bind(ctx, login.change_password)),
+        (api.GET_TENANT, api.GetTenant, _bind(ctx, profile.get_tenant)),
+        (api.LIST_TENANT_USERS, api.ListTenantUsers, _bind(ctx, registration.list_tenant_users)),
+        (api.ADD_TENANT_USER, api.AddTenantUser, _bind(ctx, registration.add_tenant_user)),
     ]
 
 
-def register_handlers(broker: NatsBroker, accounts: Accounts, keyring: KeyRing, *, concurrency: int) -> None:
+def register_handlers(broker: NatsBroker, ctx: AuthContext, *, concurrency: int) -> None:
     """Subscribe every use case; each handles up to ``concurrency`` messages at once, because they
     wait on the hash pool and the store (FastStream's default of one serialized every login)."""
     queue = subjects.queue_group(api.SERVICE)
-    for subject, model, use_case in handler_table(accounts, keyring):
+    for subject, model, use_case in handler_table(ctx):
         broker.subscriber(subject, queue=queue, title=subject, max_workers=concurrency)(replies(model)(use_case))
 
 

@@ -11,6 +11,7 @@
     ("auth", "purge", user_id, finished_at, sid)     → ""        (families to forget, found by range)
     ("auth", "failures", user_id)                    → AccountFailures
     ("auth", "address_failures", ip)                 → AddressFailures
+    ("auth", "register_rate", ip)                    → WindowCount (registrations from one address)
     ("auth", "signing_key", created, kid)            → SigningKey
     ("auth", "outbox", …)                            → staged events
 
@@ -29,7 +30,7 @@ from pydantic import BaseModel, Field
 from contracts.auth import Device, TenantPublic, UserPublic
 from contracts.envelope import ErrorCode
 from services.auth.keys import SigningKey
-from services.auth.lockout import AccountFailures, AddressFailures
+from services.auth.lockout import AccountFailures, AddressFailures, WindowCount
 from shared.errors import ServiceError
 from shared.store import Transaction
 
@@ -48,6 +49,7 @@ PURGE = ROOT["purge"]
 KEEP_REVOKED_SESSIONS = timedelta(days=1)
 FAILURES = ROOT["failures"]
 ADDRESS_FAILURES = ROOT["address_failures"]
+REGISTER_RATE = ROOT["register_rate"]
 SIGNING_KEY = ROOT["signing_key"]
 OUTBOX = ROOT["outbox"]
 
@@ -72,6 +74,9 @@ class UserRecord(BaseModel):
     roles: list[str]
     password_hash: str = Field(repr=False)
     is_active: bool = True
+    credentials_version: int = Field(
+        default=0, description="Bumped by a password change or deactivation; logins in flight re-check it."
+    )
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None = None
@@ -255,6 +260,21 @@ def get_address_failures(tx: Transaction, ip: str) -> AddressFailures:
 
 def put_address_failures(tx: Transaction, ip: str, state: AddressFailures) -> None:
     _save(tx, ADDRESS_FAILURES.pack((ip,)), state)
+
+
+def stale_addresses(tx: Transaction, after: bytes | None, limit: int) -> list[tuple[bytes, AddressFailures]]:
+    """Up to ``limit`` per-address records after the key ``after`` (a sweep in key order)."""
+    begin = after + b"\x00" if after is not None else ADDRESS_FAILURES.range().start
+    rows = tx.get_range(begin, ADDRESS_FAILURES.range().stop, limit=limit)
+    return [(key, AddressFailures.model_validate_json(value)) for key, value in rows]
+
+
+def get_register_rate(tx: Transaction, ip: str) -> WindowCount:
+    return _load(tx, REGISTER_RATE.pack((ip,)), WindowCount) or WindowCount()
+
+
+def put_register_rate(tx: Transaction, ip: str, state: WindowCount) -> None:
+    _save(tx, REGISTER_RATE.pack((ip,)), state)
 
 
 # Signing keys, oldest first.

@@ -23,3 +23,21 @@ class AuthSettings(TokenSettings):
     lockout_max_seconds: float = 3600.0
     ip_failure_limit: int = 100
     ip_failure_window_seconds: float = 900.0
+    lockout_failure_reset_seconds: float = Field(
+        default=12 * 3600.0, description="Consecutive failures older than this are forgotten (Keycloak: 12 h)."
+    )
+    lockout_history_reset_seconds: float = Field(
+        default=24 * 3600.0, description="After this long without failures, the next lock is short again."
+    )
+    attempt_lease_seconds: float = Field(
+        default=60.0, description="A login attempt that never settles stops counting after this long."
+    )
+    hash_login_reserve: int = Field(
+        default=16, description="Places of the hash pool that sign-ups and password changes may not take."
+    )
+    register_address_limit: int = Field(default=20, description="Sign-ups per address per window.")
+    register_address_window_seconds: float = 3600.0
+    register_global_limit: int = Field(default=600, description="Sign-ups per minute per auth replica.")
+    publish_after_commit_seconds: float = Field(
+        default=0.5, description="How long a request waits to publish its events; the outbox loop sends the rest."
+    )
