@@ -1,4 +1,9 @@
-"""The base domain event carried on JetStream."""
+"""The base domain event carried on JetStream.
+
+Delivery is at least once. Publishers set ``Nats-Msg-Id`` to the event id, so JetStream drops a
+re-publish inside its duplicate window (2 minutes); an outbox may re-publish later than that (the
+bus was down for longer), so every consumer must be idempotent by ``Event.id``.
+"""
 
 from __future__ import annotations
 

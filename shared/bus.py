@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.errors import NoRespondersError
 from nats.js.api import StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry.propagate import inject
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ValidationError
@@ -100,18 +101,40 @@ async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None
         delay = min(delay * 2, max_delay)
 
 
+# Events carry client addresses and user agents: JetStream keeps them for a bounded time. The audit
+# service keeps what must last; everyone else reads the stream within minutes.
+EVENTS_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+FILE_EVENTS_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+
+
+def stream_configs() -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=list(subjects.EVENTS_SUBJECTS),
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=EVENTS_MAX_AGE_SECONDS,
+        ),
+        StreamConfig(
+            name=subjects.FILE_EVENTS_STREAM,
+            subjects=list(subjects.FILE_EVENTS_SUBJECTS),
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=FILE_EVENTS_MAX_AGE_SECONDS,
+        ),
+    ]
+
+
 async def ensure_streams(broker: NatsBroker) -> None:
-    """Create (or update) the JetStream streams every service relies on."""
+    """Create the JetStream streams every service relies on, if missing. An existing stream is left
+    as it is: an operator may have tuned its limits, and a starting process must not undo that."""
     js = broker.config.connection_state.stream
-    for name, stream_subjects in (
-        (subjects.EVENTS_STREAM, subjects.EVENTS_SUBJECTS),
-        (subjects.FILE_EVENTS_STREAM, subjects.FILE_EVENTS_SUBJECTS),
-    ):
-        config = StreamConfig(name=name, subjects=list(stream_subjects), duplicate_window=DUPLICATE_WINDOW_SECONDS)
+    for config in stream_configs():
+        assert config.name is not None
         try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+            await js.stream_info(config.name)
+        except NotFoundError:
+            with contextlib.suppress(BadRequestError):  # another process created it just now
+                await js.add_stream(config)
 
 
 async def request(broker: NatsBroker, subject: str, payload: BaseModel | dict[str, Any], *, timeout: float) -> Reply:

@@ -40,7 +40,8 @@ async def system(nats: NatsServer, tmp_path: Path, auth_overrides: dict[str, Any
 
     env = service_env(nats.url, tmp_path / "data")
     running = []
-    auth_settings = AuthSettings(**env, **auth_overrides)
+    # Every test registers from 127.0.0.1: lift the per-address sign-up limit (its own test lowers it).
+    auth_settings = AuthSettings(**env, **{"register_address_limit": 100_000, **auth_overrides})
     running.append(await start_service("auth", auth_settings, build_auth(auth_settings)))
     for name in SERVICES:
         if name != "auth":

@@ -36,7 +36,7 @@ def build(settings: AuthSettings) -> Register:
                 settings.access_token_ttl_seconds, settings.jwt_leeway_seconds
             ),
         )
-        outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker)
+        outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
         auth = AuthContext(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
         register_handlers(ctx.broker, auth, concurrency=settings.handler_concurrency)
         ctx.components["auth"] = auth

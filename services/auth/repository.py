@@ -14,6 +14,7 @@
     ("auth", "register_rate", ip)                    → WindowCount (registrations from one address)
     ("auth", "signing_key", created, kid)            → SigningKey
     ("auth", "outbox", …)                            → staged events
+    ("auth", "outbox_dead_letter", …)                → staged events that could not be decoded
 
 Every function takes the transaction as its first argument and holds no awaits.
 """
@@ -52,6 +53,7 @@ ADDRESS_FAILURES = ROOT["address_failures"]
 REGISTER_RATE = ROOT["register_rate"]
 SIGNING_KEY = ROOT["signing_key"]
 OUTBOX = ROOT["outbox"]
+OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -118,6 +118,13 @@ class RevocationFollower:
             # Subscribed before reading the head: a revocation published in between is seen twice, never zero times.
             self._push = await nc.subscribe(auth.SESSION_REVOKED_SUBJECT, cb=self._on_push)
         head = await self._head(js)
+        if self.applied_seq is not None and head < self.applied_seq:
+            log.warning(
+                "the event stream was reset (newest revocation %d < %d applied); reading it again",
+                head,
+                self.applied_seq,
+            )
+            self.applied_seq = 0
         if self.applied_seq is None:
             self.applied_seq = await self._start_sequence(js, head)
         while self.applied_seq < head:

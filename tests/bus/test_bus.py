@@ -137,3 +137,20 @@ async def test_wait_for_nats_keeps_retrying_until_the_server_appears(nats: NatsS
     assert any("tester cannot reach NATS at" in r.getMessage() for r in caplog.records)
     nats.start_again()
     await asyncio.wait_for(waiter, 10)
+
+
+async def test_new_streams_have_a_retention_limit_and_existing_limits_are_kept(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        js = broker.config.connection_state.stream
+        await bus.ensure_streams(broker)
+        info = await js.stream_info(subjects.FILE_EVENTS_STREAM)
+        assert info.config.max_age == bus.FILE_EVENTS_MAX_AGE_SECONDS
+        tuned = info.config
+        tuned.max_age = 3600.0
+        await js.update_stream(tuned)
+        await bus.ensure_streams(broker)
+        assert (await js.stream_info(subjects.FILE_EVENTS_STREAM)).config.max_age == 3600.0
+    finally:
+        await broker.stop()
