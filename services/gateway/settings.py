@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from shared.settings import CommonSettings
 
 
@@ -13,3 +15,10 @@ class GatewaySettings(CommonSettings):
     jwt_audience: str = "coditect-api"
     jwt_leeway_seconds: int = 30
     jwks_refresh_min_interval: float = 5.0
+    # Edge trust.
+    gateway_trust_client_trace: bool = Field(
+        default=False,
+        description="Continue the caller's trace (traceparent, tracestate) instead of starting a new one. "
+        "Only behind a proxy that sets or strips those headers: a client would otherwise pick the trace ids "
+        "of bus messages and events. Baggage is never taken from a caller.",
+    )
