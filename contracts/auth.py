@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
+import regex
+from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, StringConstraints
 
 from contracts.identity import BusRequest
 from contracts.subjects import rpc
@@ -45,11 +48,86 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 
 
-def _lower(value: str) -> str:
-    return value.lower()
+EMAIL_MAX = 254
+
+# Scripts an address may be written in: the "recommended" scripts of UAX #31 (Table 5), those in
+# everyday use. Historic and limited-use ones (Cherokee, Coptic, …) mostly add Latin lookalikes.
+_SCRIPTS: Final = (
+    "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Thaana", "Georgian", "Ethiopic",
+    "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
+    "Sinhala", "Thai", "Lao", "Tibetan", "Myanmar", "Khmer", "Han", "Hiragana", "Katakana", "Hangul", "Bopomofo",
+)  # fmt: skip
+# As in UTS #39, Japanese (Han + kana), Korean (Han + Hangul) and Han with Bopomofo each count as one script.
+_WRITING_SYSTEMS: Final = {
+    "Han": ("Han", "Japanese", "Korean", "Han+Bopomofo"),
+    "Hiragana": ("Japanese",),
+    "Katakana": ("Japanese",),
+    "Hangul": ("Korean",),
+    "Bopomofo": ("Han+Bopomofo",),
+}
+# Script_Extensions, not Script: a mark or sign shared by a few scripts (the kana length mark ー) fits each.
+_IN_SCRIPT: Final = tuple((name, regex.compile(rf"\p{{scx={name}}}")) for name in _SCRIPTS)
+_SHARED: Final = regex.compile(r"[\p{scx=Common}\p{scx=Inherited}]")
+_LETTER_MARK_OR_DIGIT: Final = regex.compile(r"[\p{L}\p{M}\p{Nd}]")
 
 
-Email = Annotated[EmailStr, StringConstraints(max_length=254), AfterValidator(_lower)]
+@functools.lru_cache(maxsize=4096)
+def _writing_systems(char: str) -> frozenset[str] | None:
+    """The writing systems a character can belong to; None if every script shares it (digits, dots, +)."""
+    if char.isascii():
+        return frozenset({"Latin"}) if char.isalpha() else None
+    if not _LETTER_MARK_OR_DIGIT.match(char):
+        raise ValueError(f"{char!r} is not allowed in an email address: beyond ASCII only letters and digits are")
+    if _SHARED.match(char):
+        return None
+    systems = {
+        system for name, pattern in _IN_SCRIPT if pattern.match(char) for system in _WRITING_SYSTEMS.get(name, (name,))
+    }
+    if not systems:
+        raise ValueError(f"{char!r} is not allowed in an email address: its script is not in everyday use")
+    return frozenset(systems)
+
+
+def _single_script(part: str) -> None:
+    """Refuse a part that mixes scripts: 'admin' spelt with a Cyrillic a (U+0430) would pass for 'admin'."""
+    common: frozenset[str] | None = None
+    for char in part:
+        systems = _writing_systems(char)
+        if systems is None:
+            continue
+        common = systems if common is None else common & systems
+        if not common:
+            raise ValueError(f"{part!r} mixes scripts: each part of an email address must be in one script")
+
+
+def _canonical(value: Any) -> Any:
+    """NFKC folds compatibility forms (full-width, mathematical bold, …) into plain letters: one key per address."""
+    if not isinstance(value, str) or len(value) > 4 * EMAIL_MAX:
+        return value  # too long to be an address: the length check refuses it without normalising megabytes
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).lower())
+
+
+def _checked(value: str) -> str:
+    """Lower-case (email_validator keeps the local part's case) and refuse mixed-script parts."""
+    value = value.lower()
+    local, _, domain = value.rpartition("@")
+    for part in (local, *domain.split(".")):
+        _single_script(part)
+    return value
+
+
+# Emails are keys (uniqueness, login, lockout): every request that carries one normalises it the same way.
+Email = Annotated[
+    EmailStr,
+    StringConstraints(max_length=EMAIL_MAX),
+    BeforeValidator(_canonical),
+    AfterValidator(_checked),
+    Field(
+        description="Compared after NFKC normalisation and lower-casing; ASCII, or each part (local part, "
+        "domain label) in one script.",
+        examples=["ada.lovelace@example.com"],
+    ),
+]
 Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, repr=False)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Role = Literal["member", "admin"]

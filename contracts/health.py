@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Ping(BaseModel):
     echo: str | None = None
 
 
-class Pong(BaseModel):
+class ServiceHealth(BaseModel):
+    """What the public ping route shows of a service: its name and state, nothing about where it runs."""
+
     service: str
-    instance: str
     status: Literal["ok", "degraded"]
     store: Literal["ok", "unavailable"]
     echo: str | None = None
+
+
+class Pong(ServiceHealth):
+    instance: str = Field(
+        description="Host and process of the replica that answered: for operators on the bus and in logs, "
+        "never on a public route."
+    )

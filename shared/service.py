@@ -132,7 +132,14 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
                 log.error("%s could not start on NATS (%s); retrying", ctx.name, error)
                 await ctx.broker.stop()
                 await asyncio.sleep(1)
-        log.info("%s is serving on %s with the %s store", ctx.name, ctx.settings.nats_url, ctx.store.name)
+        # The instance (host-pid) is told here and on the bus, never on the gateway's public routes.
+        log.info(
+            "%s is serving on %s with the %s store as instance %s",
+            ctx.name,
+            ctx.settings.nats_url,
+            ctx.store.name,
+            ctx.instance,
+        )
         tasks = [asyncio.create_task(job(stop)) for job in ctx.background]
         await stop.wait()
     finally:

@@ -30,7 +30,15 @@ def auth_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def system(nats: NatsServer, tmp_path: Path, auth_overrides: dict[str, Any]) -> AsyncIterator[Gateway]:
+def gateway_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the gateway (e.g. trusting the client's trace context)."""
+    return {}
+
+
+@pytest.fixture
+async def system(
+    nats: NatsServer, tmp_path: Path, auth_overrides: dict[str, Any], gateway_overrides: dict[str, Any]
+) -> AsyncIterator[Gateway]:
     """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
     from contracts.subjects import SERVICES
     from services.auth.app import build as build_auth
@@ -46,7 +54,7 @@ async def system(nats: NatsServer, tmp_path: Path, auth_overrides: dict[str, Any
     for name in SERVICES:
         if name != "auth":
             running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
-    settings = GatewaySettings(**env, gateway_port=free_port())
+    settings = GatewaySettings(**env, **gateway_overrides, gateway_port=free_port())
     try:
         async with running_gateway(settings) as gateway:
             gateway.services = {r.ctx.name: r for r in running}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import uuid
@@ -11,13 +12,15 @@ from typing import Protocol
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagate import extract
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from contracts.envelope import ErrorBody, ErrorCode
 from contracts.identity import Caller
 from services.gateway.http import CODE_BY_STATUS, ApiError, error_response
 from services.gateway.routing import Handler, Route
+from services.gateway.settings import GatewaySettings
+from shared.telemetry import traceparent, unrecorded_span
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +39,47 @@ class TokenVerifier(Protocol):
 
 VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
 
+# Fetched once (a lookup per request cost measurable CPU); it follows the provider setup_tracing sets.
+_TRACER = trace.get_tracer("coditect.gateway")
+# Trace context only, never the global propagator: that one would also take the caller's baggage.
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+@functools.cache
+def _settings_key() -> web.AppKey[GatewaySettings]:
+    from services.gateway.deps import SETTINGS_KEY  # deps imports this module, so not at the top
+
+    return SETTINGS_KEY
+
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
     request[REQUEST_ID] = request_id
-    tracer = trace.get_tracer("coditect.gateway")
-    token = otel_context.attach(extract(dict(request.headers)))
-    try:
-        with tracer.start_as_current_span(f"{request.method} {request.path}", kind=SpanKind.SERVER) as span:
+    settings = request.app[_settings_key()]
+    # An untrusted caller's traceparent would choose the trace ids of our bus messages and events.
+    parent = _TRACE_CONTEXT.extract(request.headers) if settings.gateway_trust_client_trace else otel_context.Context()
+    span: Span
+    if settings.otel_exporter_otlp_endpoint:
+        token = otel_context.attach(parent)
+        try:
+            with _TRACER.start_as_current_span(f"{request.method} {request.path}", kind=SpanKind.SERVER) as span:
+                response = await handler(request)
+                span.set_attribute("http.status_code", response.status)
+        finally:
+            otel_context.detach(token)
+    else:
+        # Nothing would read a recorded span: carry the ids alone, so bus messages, events and logs still share them.
+        span = unrecorded_span(trace.get_current_span(parent).get_span_context())
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
             response = await handler(request)
-            span.set_attribute("http.status_code", response.status)
-            context = span.get_span_context()
-            if context.is_valid:
-                response.headers["traceparent"] = (
-                    f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-                )
-    finally:
-        otel_context.detach(token)
+        finally:
+            otel_context.detach(token)
+    context = span.get_span_context()
+    if context.is_valid:
+        response.headers["traceparent"] = traceparent(context)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 

@@ -22,3 +22,10 @@ class GatewaySettings(TokenSettings):
         default=3.0,
         description="Tokens are refused (503) and /ready is 503 when revocations were last confirmed longer ago.",
     )
+    # Edge trust.
+    gateway_trust_client_trace: bool = Field(
+        default=False,
+        description="Continue the caller's trace (traceparent, tracestate) instead of starting a new one. "
+        "Only behind a proxy that sets or strips those headers: a client would otherwise pick the trace ids "
+        "of bus messages and events. Baggage is never taken from a caller.",
+    )

@@ -1,14 +1,25 @@
-"""One trace spans gateway → bus → service: the event a request causes carries its trace id."""
+"""One trace spans gateway → bus → service: the event a request causes carries its trace id.
+
+These run with the gateway trusting the caller's trace context (as behind a tracing proxy); an
+untrusted caller's trace is not continued (tests/gateway/test_edge_hygiene.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
+import pytest
 
 from services.gateway.deps import BUS_KEY
 from tests.auth.helpers import PASSWORD, unique_email
 from tests.support import Gateway
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    return {"gateway_trust_client_trace": True}
 
 
 async def test_the_trace_id_of_a_request_reaches_the_service_and_its_events(system: Gateway) -> None:

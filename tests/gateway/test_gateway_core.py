@@ -147,10 +147,17 @@ async def test_request_id_is_echoed_and_generated(bare_gateway: Gateway) -> None
         assert r.headers["traceparent"].startswith("00-")
 
 
-async def test_trace_context_from_the_client_is_continued(bare_gateway: Gateway) -> None:
+async def test_trace_context_from_a_trusted_client_is_continued(nats: NatsServer, tmp_path: Path) -> None:
+    settings = GatewaySettings(
+        nats_url=nats.url,
+        data_dir=tmp_path,
+        gateway_port=free_port(),
+        log_level="WARNING",
+        gateway_trust_client_trace=True,
+    )
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
-    async with bare_gateway.session.get(f"{bare_gateway.api}/health", headers=headers) as r:
+    async with running_gateway(settings) as gateway, gateway.session.get(f"{gateway.api}/health", headers=headers) as r:
         assert r.headers["traceparent"].split("-")[1] == trace_id
 
 

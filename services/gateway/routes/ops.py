@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 
 from contracts import subjects
 from contracts.envelope import ErrorCode, Reply
-from contracts.health import Ping
-from services.gateway.deps import BUS_KEY, SETTINGS_KEY, call
+from contracts.health import Ping, ServiceHealth
+from services.gateway.deps import BUS_KEY, SETTINGS_KEY
 from services.gateway.http import ApiError, json_response, ok
 from services.gateway.middleware import VERIFIER_KEY
 from services.gateway.openapi import OPENAPI_KEY
 from services.gateway.routing import Route
 from services.gateway.tokens import JwksVerifier
+
+log = logging.getLogger(__name__)
 
 HEALTH_BODY = {"success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}}
 
@@ -23,14 +26,28 @@ async def health(request: web.Request) -> web.Response:
     return json_response(HEALTH_BODY)
 
 
-def _service_state(reply: Reply) -> str:
+# Public routes name a failure with these words only: the error text a service sends may carry hosts,
+# paths or pids, and goes to the gateway's log instead.
+_FAILURE_BY_CODE = {
+    ErrorCode.SERVICE_UNAVAILABLE: "not answering (no responders)",
+    ErrorCode.TIMEOUT: "not answering (timeout)",
+}
+
+
+def _service_state(name: str, reply: Reply) -> str:
+    """The state a public route may show; what went wrong inside goes to the log."""
     if reply.ok:
-        return "ok" if reply.result.get("store") == "ok" else "store unavailable"
+        result = reply.result if isinstance(reply.result, dict) else {}
+        if result.get("store") == "ok":
+            return "ok"
+        log.warning("%s (instance %s) answers without its store", name, result.get("instance"))
+        return "store unavailable"
     assert reply.error is not None
-    return {
-        ErrorCode.SERVICE_UNAVAILABLE: "not answering (no responders)",
-        ErrorCode.TIMEOUT: "not answering (timeout)",
-    }.get(reply.error.code, reply.error.message)
+    known = _FAILURE_BY_CODE.get(reply.error.code)
+    if known is not None:
+        return known
+    log.warning("%s ping failed: %s %s", name, reply.error.code, reply.error.message)
+    return "failing"
 
 
 def _revocation_state(request: web.Request) -> str:
@@ -54,7 +71,7 @@ async def ready(request: web.Request) -> web.Response:
     replies = await asyncio.gather(
         *(bus.request(subjects.ping(name), Ping(), timeout=timeout) for name in subjects.SERVICES)
     )
-    states = {name: _service_state(reply) for name, reply in zip(subjects.SERVICES, replies, strict=True)}
+    states = {name: _service_state(name, reply) for name, reply in zip(subjects.SERVICES, replies, strict=True)}
     down = [name for name, state in states.items() if state != "ok"]
     problems = [f"{name} {states[name]}" for name in down]
     revocations = _revocation_state(request)
@@ -75,7 +92,12 @@ async def ping_service(request: web.Request) -> web.Response:
     if service not in subjects.SERVICES:
         raise ApiError.of(ErrorCode.NOT_FOUND, f"no service {service!r}")
     echo = request.query.get("echo")
-    return ok(await call(request, subjects.ping(service), Ping(echo=echo)))
+    reply = await request.app[BUS_KEY].request(subjects.ping(service), Ping(echo=echo))
+    state = _service_state(service, reply)
+    if reply.error is not None:
+        raise ApiError.of(reply.error.code, f"{service} is {state}")
+    log.debug("%s answered a ping from instance %s", service, reply.result.get("instance"))
+    return ok(ServiceHealth.model_validate(reply.result).model_dump(mode="json"))
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -86,5 +108,13 @@ ROUTES = [
     Route("GET", "/health", health, "Liveness: the gateway process answers", access="public", enveloped=False),
     Route("GET", "/ready", ready, "Readiness: the bus and every service answer", access="public"),
     Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document", access="public", enveloped=False),
-    Route("GET", "/ping/{service}", ping_service, "Ping one service through the bus", access="public", query=("echo",)),
+    Route(
+        "GET",
+        "/ping/{service}",
+        ping_service,
+        "Ping one service through the bus",
+        access="public",
+        response=ServiceHealth,
+        query=("echo",),
+    ),
 ]
