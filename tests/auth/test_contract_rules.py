@@ -191,13 +191,27 @@ async def test_another_users_device_in_the_same_tenant_is_not_found_like_a_missi
 
 
 # Access tokens: configured issuer and audience, verifiable against the published JWKS.
-async def test_access_tokens_carry_the_configured_issuer_and_audience(system: Gateway) -> None:
-    settings = system.services["auth"].ctx.settings
-    assert (settings.jwt_issuer, settings.jwt_audience) == ("coditect-auth", "coditect-api")
+async def _issuer_and_audience_of_a_new_token(system: Gateway) -> tuple[str, str]:
     _, tokens = await registered_and_logged_in(system)
     claims = claims_of(tokens["access_token"])
-    assert claims["iss"] == settings.jwt_issuer
-    assert claims["aud"] == settings.jwt_audience
+    return claims["iss"], claims["aud"]
+
+
+async def test_access_tokens_carry_the_default_issuer_and_audience(system: Gateway) -> None:
+    settings = system.services["auth"].ctx.settings
+    assert (settings.jwt_issuer, settings.jwt_audience) == ("coditect-auth", "coditect-api")
+    assert await _issuer_and_audience_of_a_new_token(system) == (settings.jwt_issuer, settings.jwt_audience)
+
+
+@pytest.mark.parametrize(
+    "auth_overrides", [{**FAST_HASHING, "jwt_issuer": "issuer-under-test", "jwt_audience": "audience-under-test"}]
+)
+async def test_access_tokens_carry_the_configured_issuer_and_audience(
+    system: Gateway, auth_overrides: dict[str, Any]
+) -> None:
+    settings = system.services["auth"].ctx.settings
+    assert (settings.jwt_issuer, settings.jwt_audience) == ("issuer-under-test", "audience-under-test")
+    assert await _issuer_and_audience_of_a_new_token(system) == (settings.jwt_issuer, settings.jwt_audience)
 
 
 async def test_an_access_token_verifies_against_the_jwks_key_its_kid_names(system: Gateway) -> None:
