@@ -54,9 +54,9 @@ async def _refreshed(gateway: Gateway, refresh_token: str) -> dict[str, Any]:
     return dict(body["data"])
 
 
-async def _works(gateway: Gateway, access_token: str) -> bool:
-    status, _ = await get(gateway, "/users/me", access_token)
-    return status == 200
+async def _assert_works(gateway: Gateway, access_token: str) -> None:
+    status, body = await get(gateway, "/users/me", access_token)
+    assert status == 200, body
 
 
 async def _assert_revoked_at_once(gateway: Gateway, access_token: str) -> None:
@@ -86,9 +86,9 @@ async def test_logout_revokes_only_the_callers_device(system: Gateway) -> None:
     assert status == 204
     assert (await _rejected_eventually(system, laptop["access_token"]))["code"] == "TOKEN_REVOKED"
 
-    assert await _works(system, phone["access_token"])
+    await _assert_works(system, phone["access_token"])
     renewed = await _refreshed(system, phone["refresh_token"])
-    assert await _works(system, renewed["access_token"])
+    await _assert_works(system, renewed["access_token"])
     status, devices = await get(system, "/auth/devices", renewed["access_token"])
     assert status == 200
     assert [d["id"] for d in devices["data"]["items"]] == [claims_of(phone["access_token"])["sid"]]
@@ -97,7 +97,7 @@ async def test_logout_revokes_only_the_callers_device(system: Gateway) -> None:
 # 2. The gateway that served a revocation denies the token itself, without waiting for the stream.
 async def test_the_gateway_that_served_a_logout_denies_the_token_at_once(system: Gateway) -> None:
     _, tokens = await registered_and_logged_in(system)
-    assert await _works(system, tokens["access_token"])
+    await _assert_works(system, tokens["access_token"])
     await _stop_following_revocations(system)
     status, _, _ = await post(system, "/auth/logout", {}, token=tokens["access_token"])
     assert status == 204
@@ -106,7 +106,7 @@ async def test_the_gateway_that_served_a_logout_denies_the_token_at_once(system:
 
 async def test_the_gateway_that_revoked_the_current_device_denies_its_token_at_once(system: Gateway) -> None:
     _, tokens = await registered_and_logged_in(system)
-    assert await _works(system, tokens["access_token"])
+    await _assert_works(system, tokens["access_token"])
     await _stop_following_revocations(system)
     device = claims_of(tokens["access_token"])["sid"]
     status, _ = await delete(system, f"/auth/devices/{device}", tokens["access_token"])
@@ -117,7 +117,7 @@ async def test_the_gateway_that_revoked_the_current_device_denies_its_token_at_o
 async def test_the_gateway_that_served_a_logout_all_denies_every_device_at_once(system: Gateway) -> None:
     registered, laptop = await registered_and_logged_in(system)
     phone = await login(system, registered["user"]["email"], device_name="phone")
-    assert await _works(system, phone["access_token"])
+    await _assert_works(system, phone["access_token"])
     await _stop_following_revocations(system)
     status, _, _ = await post(system, "/auth/logout-all", {}, token=laptop["access_token"])
     assert status == 204
@@ -128,13 +128,13 @@ async def test_the_gateway_that_served_a_logout_all_denies_every_device_at_once(
 async def test_the_gateway_that_served_a_password_change_denies_the_other_devices_at_once(system: Gateway) -> None:
     registered, laptop = await registered_and_logged_in(system)
     phone = await login(system, registered["user"]["email"], device_name="phone")
-    assert await _works(system, phone["access_token"])
+    await _assert_works(system, phone["access_token"])
     await _stop_following_revocations(system)
     change = {"current_password": PASSWORD, "new_password": "another long password"}
     status, _, _ = await post(system, "/users/me/password", change, token=laptop["access_token"])
     assert status == 204
     await _assert_revoked_at_once(system, phone["access_token"])
-    assert await _works(system, laptop["access_token"])
+    await _assert_works(system, laptop["access_token"])
 
 
 # 3. Reuse of a spent refresh token revokes that family (device) only.
@@ -152,9 +152,9 @@ async def test_a_reused_refresh_token_revokes_only_its_own_device(system: Gatewa
     assert status == 401
 
     # The laptop's revocation has reached the gateway by now: the phone must still be in.
-    assert await _works(system, phone["access_token"])
+    await _assert_works(system, phone["access_token"])
     renewed = await _refreshed(system, phone["refresh_token"])
-    assert await _works(system, renewed["access_token"])
+    await _assert_works(system, renewed["access_token"])
 
 
 # 4. A device belongs to a user, not to a tenant.
@@ -166,7 +166,7 @@ async def test_a_member_cannot_revoke_a_device_of_another_user_in_the_same_tenan
     status, body = await delete(system, f"/auth/devices/{admin_device}", member["access_token"])
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
 
-    assert await _works(system, admin["access_token"])
+    await _assert_works(system, admin["access_token"])
     renewed = await _refreshed(system, admin["refresh_token"])
     status, devices = await get(system, "/auth/devices", renewed["access_token"])
     assert status == 200 and [d["id"] for d in devices["data"]["items"]] == [admin_device]
@@ -177,7 +177,7 @@ async def test_a_device_of_another_tenant_is_not_found(system: Gateway) -> None:
     _, bob = await registered_and_logged_in(system)
     status, body = await delete(system, f"/auth/devices/{claims_of(bob['access_token'])['sid']}", alice["access_token"])
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
-    assert await _works(system, bob["access_token"])
+    await _assert_works(system, bob["access_token"])
     await _refreshed(system, bob["refresh_token"])
 
 
