@@ -76,3 +76,10 @@ async def add_member(gateway: Gateway, admin_token: str, role: str = "member") -
     )
     assert status == 201, body
     return dict(body["data"])
+
+
+def retry_after(headers: dict[str, str]) -> int:
+    """The Retry-After of a 423 or 429: whole seconds, at least one (API.md)."""
+    value = headers.get("Retry-After", "")
+    assert value.isdigit() and int(value) >= 1, headers
+    return int(value)

@@ -27,6 +27,7 @@ from tests.auth.helpers import (
     post,
     register,
     registered_and_logged_in,
+    retry_after,
     unique_email,
 )
 from tests.support import Gateway
@@ -39,12 +40,6 @@ RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:0
 @pytest.fixture
 def auth_overrides() -> dict[str, Any]:
     return dict(FAST_HASHING)
-
-
-def _retry_after(headers: dict[str, str]) -> int:
-    value = headers.get("Retry-After", "")
-    assert value.isdigit() and int(value) >= 1, headers
-    return int(value)
 
 
 async def _raw(gateway: Gateway, method: str, path: str, token: str, body: Any = None) -> tuple[int, bytes]:
@@ -63,7 +58,7 @@ async def test_a_locked_password_change_says_when_to_retry(system: Gateway) -> N
         assert status == 401 and body["error"]["code"] == "INVALID_CREDENTIALS", body
     status, body, headers = await post(system, "/users/me/password", change, token=tokens["access_token"])
     assert status == 423 and body["error"]["code"] == "ACCOUNT_LOCKED", body
-    _retry_after(headers)
+    retry_after(headers)
 
 
 @pytest.mark.parametrize("auth_overrides", [{**FAST_HASHING, "ip_failure_limit": 5}])
@@ -77,7 +72,7 @@ async def test_a_throttled_address_is_told_when_to_retry(system: Gateway, auth_o
         status, body, headers = await post(system, "/auth/login", {"email": email, "password": password})
         assert status == 429 and body["error"]["code"] == "RATE_LIMITED", body
         window = system.services["auth"].ctx.settings.ip_failure_window_seconds
-        assert _retry_after(headers) <= window
+        assert retry_after(headers) <= window
 
 
 async def test_parallel_guesses_beyond_the_limit_are_told_when_to_retry(system: Gateway) -> None:
@@ -89,10 +84,10 @@ async def test_parallel_guesses_beyond_the_limit_are_told_when_to_retry(system: 
     refused = [(status, headers) for status, _, headers in results if status != 401]
     assert len(refused) >= 20 and {status for status, _ in refused} <= {423, 429}, [r[0] for r in results]
     for _, headers in refused:
-        _retry_after(headers)
+        retry_after(headers)
     status, _, headers = await post(system, "/auth/login", {"email": email, "password": PASSWORD})
     assert status == 423
-    _retry_after(headers)
+    retry_after(headers)
 
 
 # A user as clients see it: exactly the documented fields, never a password or its hash.

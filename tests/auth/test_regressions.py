@@ -28,6 +28,7 @@ from tests.auth.helpers import (
     post,
     register,
     registered_and_logged_in,
+    retry_after,
     unique_email,
 )
 from tests.support import Gateway
@@ -71,13 +72,7 @@ async def _stop_following_revocations(gateway: Gateway) -> None:
     await verifier.stop()
 
 
-def _retry_after(headers: dict[str, str]) -> int:
-    value = headers.get("Retry-After", "")
-    assert value.isdigit() and int(value) >= 1, headers
-    return int(value)
-
-
-# 1. Logout signs out the caller's device, nothing else.
+# Logout signs out the caller's device, nothing else.
 async def test_logout_revokes_only_the_callers_device(system: Gateway) -> None:
     registered, laptop = await registered_and_logged_in(system)
     phone = await login(system, registered["user"]["email"], device_name="phone")
@@ -94,7 +89,7 @@ async def test_logout_revokes_only_the_callers_device(system: Gateway) -> None:
     assert [d["id"] for d in devices["data"]["items"]] == [claims_of(phone["access_token"])["sid"]]
 
 
-# 2. The gateway that served a revocation denies the token itself, without waiting for the stream.
+# The gateway that served a revocation denies the token itself, without waiting for the stream.
 async def test_the_gateway_that_served_a_logout_denies_the_token_at_once(system: Gateway) -> None:
     _, tokens = await registered_and_logged_in(system)
     await _assert_works(system, tokens["access_token"])
@@ -137,7 +132,7 @@ async def test_the_gateway_that_served_a_password_change_denies_the_other_device
     await _assert_works(system, laptop["access_token"])
 
 
-# 3. Reuse of a spent refresh token revokes that family (device) only.
+# Reuse of a spent refresh token revokes that family (device) only.
 async def test_a_reused_refresh_token_revokes_only_its_own_device(system: Gateway) -> None:
     registered, laptop = await registered_and_logged_in(system)
     phone = await login(system, registered["user"]["email"], device_name="phone")
@@ -157,7 +152,7 @@ async def test_a_reused_refresh_token_revokes_only_its_own_device(system: Gatewa
     await _assert_works(system, renewed["access_token"])
 
 
-# 4. A device belongs to a user, not to a tenant.
+# A device belongs to a user, not to a tenant.
 async def test_a_member_cannot_revoke_a_device_of_another_user_in_the_same_tenant(system: Gateway) -> None:
     _, admin = await registered_and_logged_in(system)
     member = await login(system, (await add_member(system, admin["access_token"]))["email"])
@@ -181,7 +176,7 @@ async def test_a_device_of_another_tenant_is_not_found(system: Gateway) -> None:
     await _refreshed(system, bob["refresh_token"])
 
 
-# 5. Only an admin (or, later, an operator) may rotate the signing key.
+# Neither a member nor a request without a caller may rotate the signing key (who may is not pinned here).
 async def _member_caller(system: Gateway) -> Caller:
     """The identity a member's real access token carries, as the gateway would attach it."""
     _, admin = await registered_and_logged_in(system)
@@ -215,7 +210,7 @@ async def test_a_request_without_a_caller_cannot_rotate_the_signing_key(system: 
     await _assert_rotation_refused(system, None, {"UNAUTHORIZED", "FORBIDDEN"})
 
 
-# 6. By default an account locks after 10 consecutive failures, not later and not earlier.
+# By default an account locks after 10 consecutive failures, not later and not earlier.
 async def _fail_logins(system: Gateway, email: str, times: int) -> None:
     for _ in range(times):
         status, body, _ = await post(system, "/auth/login", {"email": email, "password": "not the password"})
@@ -228,7 +223,7 @@ async def test_ten_wrong_passwords_lock_the_account_by_default(system: Gateway) 
     await _fail_logins(system, email, 10)
     status, body, headers = await post(system, "/auth/login", {"email": email, "password": PASSWORD})
     assert status == 423 and body["error"]["code"] == "ACCOUNT_LOCKED", body
-    _retry_after(headers)
+    retry_after(headers)
 
 
 async def test_nine_wrong_passwords_do_not_lock_the_account_by_default(system: Gateway) -> None:
