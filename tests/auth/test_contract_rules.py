@@ -90,6 +90,23 @@ async def test_parallel_guesses_beyond_the_limit_are_told_when_to_retry(system: 
     retry_after(headers)
 
 
+@pytest.mark.parametrize("auth_overrides", [{"argon2_time_cost": 8, "lockout_threshold": 2}])
+async def test_attempts_beyond_those_still_being_checked_are_told_when_to_retry(
+    system: Gateway, auth_overrides: dict[str, Any]
+) -> None:
+    """Slow hashes keep the two allowed attempts in flight while the others arrive: those get 429."""
+    email = unique_email()
+    await register(system, email)
+    results = await asyncio.gather(
+        *(post(system, "/auth/login", {"email": email, "password": f"guess number {i}"}) for i in range(8))
+    )
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(401) == 2 and 429 in statuses and set(statuses) <= {401, 423, 429}, statuses
+    for status, _, headers in results:
+        if status != 401:
+            retry_after(headers)
+
+
 # A user as clients see it: exactly the documented fields, never a password or its hash.
 def _assert_public_user(user: dict[str, Any]) -> None:
     assert set(user) == USER_FIELDS, sorted(user)
