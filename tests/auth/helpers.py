@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import jwt
+
 from tests.support import Gateway
 
 PASSWORD = "correct horse battery"
@@ -53,3 +55,31 @@ async def registered_and_logged_in(gateway: Gateway, **extra: Any) -> tuple[dict
     email = unique_email()
     registered = await register(gateway, email, **extra)
     return registered, await login(gateway, email)
+
+
+async def delete(gateway: Gateway, path: str, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with gateway.session.delete(f"{gateway.api}{path}", headers=headers) as response:
+        return response.status, await response.json() if response.status != 204 else None
+
+
+def claims_of(access_token: str) -> dict[str, Any]:
+    """The claims of an access token, unverified (the test only reads its own token)."""
+    return dict(jwt.decode(access_token, options={"verify_signature": False}))
+
+
+async def add_member(gateway: Gateway, admin_token: str, role: str = "member") -> dict[str, Any]:
+    """A new user of the admin's tenant, as the reply shows it; it logs in with its email and PASSWORD."""
+    email = unique_email(role)
+    status, body, _ = await post(
+        gateway, "/tenants/me/users", {"email": email, "password": PASSWORD, "role": role}, token=admin_token
+    )
+    assert status == 201, body
+    return dict(body["data"])
+
+
+def retry_after(headers: dict[str, str]) -> int:
+    """The Retry-After of a 423 or 429: whole seconds, at least one (API.md)."""
+    value = headers.get("Retry-After", "")
+    assert value.isdigit() and int(value) >= 1, headers
+    return int(value)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts import auth as api
@@ -19,7 +22,8 @@ from contracts.identity import Caller
 from services.auth import repository as repo
 from services.auth.keys import SigningKey, _private_key
 from services.gateway.deps import BUS_KEY
-from tests.auth.helpers import PASSWORD, get, post, registered_and_logged_in
+from shared.telemetry import JsonFormatter
+from tests.auth.helpers import PASSWORD, add_member, get, login, post, register, registered_and_logged_in, unique_email
 from tests.support import Gateway
 
 
@@ -132,8 +136,15 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
 
 
 async def test_rotation_needs_an_admin(system: Gateway) -> None:
-    reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey())
-    assert reply.error is not None and reply.error.code == "UNAUTHORIZED"
+    _, admin = await registered_and_logged_in(system)
+    member = await login(system, (await add_member(system, admin["access_token"]))["email"])
+    claims = await _claims_of(member["access_token"])
+    caller = Caller(tenant_id=claims["tid"], user_id=claims["sub"], roles=claims["roles"], session_id=claims["sid"])
+    assert caller.roles == ["member"]
+    kids = [key.kid for key in await _signing_keys(system)]
+    reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey(caller=caller))
+    assert reply.error is not None and reply.error.code == "FORBIDDEN"
+    assert [key.kid for key in await _signing_keys(system)] == kids
 
 
 async def _events(system: Gateway) -> list[dict[str, Any]]:
@@ -183,11 +194,76 @@ async def test_events_are_published_and_never_carry_secrets(system: Gateway) -> 
     assert subjects.EVENTS_STREAM
 
 
-async def test_logs_never_carry_passwords_or_refresh_tokens(system: Gateway, caplog) -> None:  # type: ignore[no-untyped-def]
-    caplog.set_level("DEBUG")
-    _, tokens = await registered_and_logged_in(system)
+class _Captured(logging.Handler):
+    """Keeps every record, and each one as the services' JSON log line (shared.telemetry)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+        self.json = JsonFormatter("test")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.append(self.json.format(record))
+
+
+@pytest.fixture
+def service_logs() -> Iterator[_Captured]:
+    """Every record any logger emits, at DEBUG and up, from before the system starts.
+
+    Request it ahead of ``system``. caplog saw nothing: serving a request logs nothing at any
+    level, and what the services do log (start, stop, lost connections) happens in fixture set-up
+    and teardown, outside the call phase caplog reports, while the root logger is at WARNING.
+    faststream's logger does not propagate to the root, so it gets the handler too.
+    """
+    captured = _Captured()
+    root = logging.getLogger()
+    own = [root] + [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    ]
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    for logger in own:
+        logger.addHandler(captured)
+    try:
+        yield captured
+    finally:
+        for logger in own:
+            logger.removeHandler(captured)
+        root.setLevel(level)
+
+
+async def test_logs_never_carry_passwords_tokens_or_hashes(service_logs: _Captured, system: Gateway) -> None:
+    email = unique_email()
+    registered = await register(system, email)
+    tokens = await login(system, email)
+    await post(system, "/auth/login", {"email": email, "password": "a wrong secret pw"})
+    await post(system, "/auth/login", {"email": unique_email(), "password": "some secret pw"})
+    status, body, _ = await post(system, "/auth/refresh", {"refresh_token": tokens["refresh_token"]})
+    assert status == 200
+    rotated = body["data"]
     await post(system, "/auth/refresh", {"refresh_token": tokens["refresh_token"]})
-    await post(system, "/auth/login", {"email": "nobody@example.com", "password": "some secret pw"})
-    text = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
-    for secret in (PASSWORD, "some secret pw", tokens["refresh_token"]):
+    second = await login(system, email)
+    change = {"current_password": PASSWORD, "new_password": "the next secret pw"}
+    assert (await post(system, "/users/me/password", change, token=second["access_token"]))[0] == 204
+    user_id = uuid.UUID(registered["user"]["id"])
+    user = await system.services["auth"].ctx.store.run(lambda tx: repo.get_user(tx, user_id))
+    assert user is not None
+    # Its stop lines are part of what the auth service logs.
+    await system.services["auth"].shutdown()
+
+    records = service_logs.records
+    assert records, "no log record was captured"
+    assert any(r.name.startswith(("services.", "shared.")) for r in records), [r.name for r in records]
+    assert any("auth is serving" in r.getMessage() for r in records)
+    for line in service_logs.lines:
+        assert json.loads(line)["msg"] is not None
+    text = "\n".join([*(r.getMessage() + repr(r.__dict__) for r in records), *service_logs.lines])
+    secrets = [PASSWORD, "a wrong secret pw", "some secret pw", "the next secret pw", user.password_hash, "$argon2"]
+    for pair in (tokens, rotated, second):
+        secrets += [pair["access_token"], pair["refresh_token"]]
+    for secret in secrets:
         assert secret not in text
