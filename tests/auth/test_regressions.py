@@ -7,6 +7,7 @@ The auth service runs with its default settings: no ``auth_overrides`` in this m
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -69,7 +70,13 @@ async def _stop_following_revocations(gateway: Gateway) -> None:
     """Cut the gateway off the revocation stream (as if it lagged): only its own deny can refuse now."""
     verifier = gateway.app[VERIFIER_KEY]
     assert isinstance(verifier, JwksVerifier)
-    await verifier.stop()
+    follower = verifier.revocations
+
+    async def confirm_without_reading() -> None:
+        follower._confirmed_at = time.monotonic()  # a follower that believes it is current, and lags
+
+    follower.check = confirm_without_reading  # type: ignore[method-assign]
+    await follower.stop()  # no live push either
 
 
 # Logout signs out the caller's device, nothing else.
