@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.settings import CommonSettings
@@ -27,3 +29,9 @@ class AuthSettings(CommonSettings):
     lockout_max_seconds: float = 3600.0
     ip_failure_limit: int = 100
     ip_failure_window_seconds: float = 900.0
+    # Signing keys at rest and rotation.
+    signing_key_encryption_key_file: Path | None = Field(
+        default=None,
+        description="The key-encryption key (32 bytes, base64) sealing signing keys in the store; unset, one is "
+        "generated into <data_dir>/secrets/auth-kek on first start (embedded store only).",
+    )

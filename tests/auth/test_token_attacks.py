@@ -17,7 +17,9 @@ from contracts import auth as api
 from contracts import subjects
 from contracts.identity import Caller
 from services.auth import repository as repo
-from services.auth.keys import SigningKey, _private_key
+from services.auth.app import key_encryption_key
+from services.auth.keys import SigningKey, open_signing_key
+from services.auth.settings import AuthSettings
 from services.gateway.deps import BUS_KEY
 from tests.auth.helpers import PASSWORD, get, post, registered_and_logged_in
 from tests.support import Gateway
@@ -28,8 +30,14 @@ def _b64(data: bytes) -> str:
 
 
 async def _signing_keys(system: Gateway) -> list[SigningKey]:
-    store = system.services["auth"].ctx.store
-    return await store.run(repo.signing_keys)
+    """The stored keys, opened with the service's KEK as the service opens them."""
+    ctx = system.services["auth"].ctx
+    assert isinstance(ctx.settings, AuthSettings)
+    kek = key_encryption_key(ctx.settings)
+    keys = await ctx.store.run(repo.signing_keys)
+    for key in keys:
+        open_signing_key(key, kek)
+    return keys
 
 
 async def _claims_of(token: str) -> dict[str, Any]:
@@ -84,13 +92,13 @@ async def test_expired_wrong_audience_and_wrong_issuer_are_rejected(system: Gate
     now = int(time.time())
 
     def signed(**changes: Any) -> str:
-        return jwt.encode({**claims, **changes}, _private_key(key), algorithm="EdDSA", headers={"kid": key.kid})
+        return jwt.encode({**claims, **changes}, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
 
     assert (await _rejected(system, signed(iat=now - 900, exp=now - 120)))["code"] == "TOKEN_EXPIRED"
     await _rejected(system, signed(aud="someone-else"))
     await _rejected(system, signed(iss="evil"))
     without_sid = {k: v for k, v in claims.items() if k != "sid"}
-    await _rejected(system, jwt.encode(without_sid, _private_key(key), algorithm="EdDSA", headers={"kid": key.kid}))
+    await _rejected(system, jwt.encode(without_sid, key.private_key, algorithm="EdDSA", headers={"kid": key.kid}))
     # Inside the leeway an expired token still passes (clock skew between machines).
     status, _ = await get(system, "/users/me", signed(exp=now - 5))
     assert status == 200
@@ -114,7 +122,10 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
     registered, before = await registered_and_logged_in(system)
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
     caller = Caller(
-        tenant_id=registered["tenant"]["id"], user_id=registered["user"]["id"], roles=["admin"], session_id=uuid.uuid4()
+        tenant_id=registered["tenant"]["id"],
+        user_id=registered["user"]["id"],
+        roles=["admin"],
+        session_id=uuid.uuid4(),
     )
     reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey(caller=caller))
     assert reply.ok, reply
