@@ -56,6 +56,7 @@ def build(settings: AuthSettings) -> Register:
             published_after_retire=published_after_retire(
                 settings.access_token_ttl_seconds, settings.jwt_leeway_seconds
             ),
+            rotation_min_interval=timedelta(seconds=settings.signing_key_rotation_min_interval_seconds),
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker)
         accounts = Accounts(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)

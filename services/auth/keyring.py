@@ -1,12 +1,13 @@
 """The signing keys as the service uses them: the active key (created on first start, rotated
-on schedule or on request) and the JWKS of every key that may have signed a live token."""
+on schedule or on request), the JWKS of every key that may have signed a live token, and the
+pruning of keys that have left it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.auth import repository as repo
@@ -25,6 +26,21 @@ from shared.store import Store, Transaction
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
+# A new key is published this long before it signs. Every replica serves the JWKS from a cache at
+# most CACHE_SECONDS old, so by the time a gateway meets the new kid every replica lists it; the
+# second CACHE_SECONDS absorbs clock skew between replicas.
+HANDOVER = timedelta(seconds=2 * CACHE_SECONDS)
+
+
+class RotationTooSoon(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"the newest signing key is too recent to rotate; retry in {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+def _delete_signing_key(tx: Transaction, key: SigningKey) -> None:
+    # Mirrors repo.put_signing_key; it moves into repository.py with the next change there.
+    tx.clear(repo.SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)))
 
 
 class KeyRing:
@@ -35,19 +51,25 @@ class KeyRing:
         kek: KeyEncryptionKey,
         rotation_age: timedelta,
         published_after_retire: timedelta,
+        rotation_min_interval: timedelta,
     ) -> None:
         self.store = store
         self.kek = kek
         self.rotation_age = rotation_age
         self.published_after_retire = published_after_retire
+        self.rotation_min_interval = rotation_min_interval
         self._keys: list[SigningKey] = []
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
-    def _opened_keys(self, tx: Transaction) -> list[SigningKey]:
-        """The stored keys, each opened with the KEK."""
+    def _live_keys(self, tx: Transaction, now: datetime) -> list[SigningKey]:
+        """The stored keys, each opened with the KEK; those past their publication are deleted."""
         keys, sealed = [], 0
         for key in repo.signing_keys(tx):
+            until = key.published_until(self.published_after_retire)
+            if until is not None and until <= now:
+                _delete_signing_key(tx, key)
+                continue
             if open_signing_key(key, self.kek):
                 repo.put_signing_key(tx, key)
                 sealed += 1
@@ -62,12 +84,16 @@ class KeyRing:
 
     def _ensure_active(self, tx: Transaction, force_rotation: bool) -> list[SigningKey]:
         now = utcnow()
-        keys = self._opened_keys(tx)
+        keys = self._live_keys(tx, now)
+        if force_rotation and keys:
+            wait = keys[-1].created_at + self.rotation_min_interval - now
+            if wait > timedelta(0):
+                raise RotationTooSoon(wait.total_seconds())
         current = [key for key in keys if key.retired_at is None]
         if current and not force_rotation and now - current[-1].created_at < self.rotation_age:
             return keys
         for key in current:
-            key.retired_at = now
+            key.retired_at = now + HANDOVER
             repo.put_signing_key(tx, key)
         fresh = new_signing_key(now, self.kek)
         repo.put_signing_key(tx, fresh)
@@ -87,6 +113,8 @@ class KeyRing:
         return signing_key(self._keys, utcnow())
 
     async def rotate(self) -> SigningKey:
+        """A new key, published now and signing after the hand-over; refused (RotationTooSoon)
+        within the minimum interval of the newest key."""
         async with self._lock:
             await self._reload(force_rotation=True)
         return self._keys[-1]

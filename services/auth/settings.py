@@ -35,3 +35,6 @@ class AuthSettings(CommonSettings):
         description="The key-encryption key (32 bytes, base64) sealing signing keys in the store; unset, one is "
         "generated into <data_dir>/secrets/auth-kek on first start (embedded store only).",
     )
+    signing_key_rotation_min_interval_seconds: float = Field(
+        default=3600.0, description="A requested rotation this soon after the newest key is refused (429)."
+    )

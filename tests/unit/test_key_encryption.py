@@ -47,7 +47,9 @@ async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
 
 
 def keyring(store: EmbeddedStore, kek: KeyEncryptionKey, *, rotation_age: timedelta = timedelta(days=30)) -> KeyRing:
-    return KeyRing(store, kek=kek, rotation_age=rotation_age, published_after_retire=TTL)
+    return KeyRing(
+        store, kek=kek, rotation_age=rotation_age, published_after_retire=TTL, rotation_min_interval=timedelta(0)
+    )
 
 
 async def stored_records(store: EmbeddedStore) -> list[bytes]:
