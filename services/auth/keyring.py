@@ -120,8 +120,11 @@ class KeyRing:
         return self._keys[-1]
 
     async def jwks(self) -> dict[str, list[dict[str, Any]]]:
-        async with self._lock:
-            await self._reload()
+        # From the cache without the lock: a flood of JWKS requests must not queue behind signing.
+        if self._stale():
+            async with self._lock:
+                if self._stale():
+                    await self._reload()
         return jwks(self._keys, utcnow(), self.published_after_retire)
 
     async def open_at_start(self, stop: asyncio.Event) -> None:

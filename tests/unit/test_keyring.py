@@ -1,12 +1,15 @@
 """The keyring over a real embedded store, on a clock the test moves: the rotation limit, the
-hand-over from the old key to the new one, and pruning of keys that left the JWKS."""
+hand-over from the old key to the new one, pruning of keys that left the JWKS, and the JWKS
+served from the cache."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +134,56 @@ async def test_a_retired_key_is_deleted_from_the_store_once_it_left_the_jwks(
     assert await stored_kids(store) == [new.kid]
     raw = await store.run(lambda tx: tx.get_range(repo.SIGNING_KEY.range().start, repo.SIGNING_KEY.range().stop))
     assert all(old.kid.encode() not in key + value for key, value in raw)
+
+
+class CountedRuns:
+    """Counts the store transactions the keyring runs."""
+
+    def __init__(self, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        run = store.run
+
+        async def counted(fn: Callable[[Any], Any]) -> Any:
+            self.count += 1
+            return await run(fn)
+
+        monkeypatch.setattr(store, "run", counted)
+
+
+async def test_jwks_calls_read_the_store_at_most_once_while_the_cache_is_fresh(
+    ring: KeyRing, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = CountedRuns(store, monkeypatch)
+    first = await ring.jwks()
+    for _ in range(100):
+        assert await ring.jwks() == first
+    await asyncio.gather(*(ring.jwks() for _ in range(100)))
+    assert runs.count == 1
+
+
+async def test_jwks_does_not_queue_behind_signing(ring: KeyRing) -> None:
+    await ring.active()
+    async with ring._lock:  # as while a signing request reloads the keys
+        await asyncio.wait_for(ring.jwks(), 1)
+
+
+async def test_a_stale_cache_is_reloaded_once_for_concurrent_jwks_calls(
+    ring: KeyRing, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ring.jwks()
+    monkeypatch.setattr(keyring_module, "CACHE_SECONDS", 0.05)
+    await asyncio.sleep(0.1)
+    runs = CountedRuns(store, monkeypatch)
+    await asyncio.gather(*(ring.jwks() for _ in range(50)))
+    assert runs.count == 1
+
+
+async def test_the_jwks_lists_a_new_key_right_after_rotation(
+    ring: KeyRing, store: EmbeddedStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ring.jwks()
+    clock.advance(timedelta(hours=2))
+    new = await ring.rotate()
+    runs = CountedRuns(store, monkeypatch)
+    assert new.kid in await published_kids(ring)
+    assert runs.count == 0
