@@ -136,8 +136,8 @@ def open_signing_key(key: SigningKey, kek: KeyEncryptionKey) -> bool:
     """Give ``key`` its private half. A record an older version stored in plaintext is sealed on
     the way; True tells the caller to write it back.
 
-    The published key must be the public half of the sealed one: a process that can write the
-    store but lacks the KEK cannot slip its own public key into the JWKS.
+    What the JWKS publishes is derived from the sealed key, and a stored public key that differs
+    is refused: a process that can write the store but lacks the KEK cannot publish a key of its own.
     """
     sealed_now = False
     if key.sealed_private is None and key.private_pem is not None:
@@ -149,9 +149,10 @@ def open_signing_key(key: SigningKey, kek: KeyEncryptionKey) -> bool:
         sealed_now = True
     else:
         private = kek.open(key)
-    if key.public_jwk != public_jwk(private, key.kid):
+    derived = public_jwk(private, key.kid)
+    if key.public_jwk.get("x") != derived["x"]:
         raise KeyEncryptionError(f"signing key {key.kid}: the published public key is not the half of its private key")
-    key._private = private
+    key.public_jwk, key._private = derived, private
     return sealed_now
 
 
