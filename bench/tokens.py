@@ -32,11 +32,13 @@ def _per_call_us(fn: Callable[[], object], batch: int, batches: int) -> float:
 
 def micro(quick: bool) -> tuple[float, float, float, str]:
     """µs per PyJWT EdDSA verify and per gateway ``JwksVerifier.verify`` (keys preloaded)."""
+    import secrets
+
     import jwt
 
-    from services.auth.keys import AccessClaims, new_signing_key, sign_access_token, utcnow
+    from services.auth.keys import AccessClaims, KeyEncryptionKey, new_signing_key, sign_access_token, utcnow
 
-    key = new_signing_key(utcnow())
+    key = new_signing_key(utcnow(), KeyEncryptionKey(secrets.token_bytes(32), source="bench"))
     claims = AccessClaims(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), session_id=uuid.uuid4(), roles=["admin"])
     token = sign_access_token(key, claims, issuer=ISSUER, audience=AUDIENCE, now=utcnow(), ttl=timedelta(minutes=5))
     public = jwt.PyJWK(key.public_jwk)

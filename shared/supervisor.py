@@ -103,6 +103,14 @@ class Child:
             self.process.wait()
 
 
+def private_folder(path: Path) -> Path:
+    """A folder only its owner can enter, however it was left before: the store, the local KEK and
+    the logs live under the data folder."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,8 +152,8 @@ def up() -> int:
                 f"Stop what holds it or set {variable} to a free port."
             )
             return 1
-    logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_folder(data_dir) / "logs"
+    logs.mkdir(mode=0o700, exist_ok=True)
     env = {
         **os.environ,
         "CODITECT_DATA_DIR": str(data_dir),

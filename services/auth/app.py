@@ -9,6 +9,7 @@ from services.auth.attempts import forget_stale_addresses
 from services.auth.context import AuthContext
 from services.auth.handlers import published_after_retire, register_handlers
 from services.auth.keyring import KeyRing
+from services.auth.keys import KeyEncryptionError, KeyEncryptionKey, read_or_create_kek_file
 from services.auth.passwords import PasswordHashing
 from services.auth.settings import AuthSettings
 from shared.outbox import Outbox
@@ -17,10 +18,31 @@ from shared.service import Register, ServiceContext
 SERVICE = "auth"
 
 
+def key_encryption_key(settings: AuthSettings) -> KeyEncryptionKey:
+    """The KEK from its mounted file; on the embedded store, generated locally when none is configured."""
+    path = settings.signing_key_encryption_key_file
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise KeyEncryptionError(f"cannot read the key-encryption key file {path}: {error.strerror}") from error
+        return KeyEncryptionKey.from_text(text, source=str(path))
+    if settings.fdb_cluster_file is not None:
+        # A KEK generated inside one container would differ between replicas and die with the container.
+        raise KeyEncryptionError(
+            "CODITECT_SIGNING_KEY_ENCRYPTION_KEY_FILE must name the key-encryption key file when the store is "
+            "FoundationDB"
+        )
+    generated = settings.data_dir / "secrets" / "auth-kek"
+    return KeyEncryptionKey.from_text(read_or_create_kek_file(generated), source=str(generated))
+
+
 def build(settings: AuthSettings) -> Register:
     """The registration function the service runtime calls with its context."""
 
     async def register(ctx: ServiceContext) -> None:
+        # First, so that a missing or malformed KEK fails the start before anything else is built.
+        kek = key_encryption_key(settings)
         hashing = PasswordHashing(
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
@@ -31,10 +53,12 @@ def build(settings: AuthSettings) -> Register:
         )
         keyring = KeyRing(
             ctx.store,
+            kek=kek,
             rotation_age=timedelta(days=settings.signing_key_rotation_days),
             published_after_retire=published_after_retire(
                 settings.access_token_ttl_seconds, settings.jwt_leeway_seconds
             ),
+            rotation_min_interval=timedelta(seconds=settings.signing_key_rotation_min_interval_seconds),
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
         auth = AuthContext(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
@@ -42,6 +66,7 @@ def build(settings: AuthSettings) -> Register:
         ctx.components["auth"] = auth
         ctx.background.append(lambda stop: outbox.run(stop))
         ctx.background.append(lambda stop: forget_stale_addresses(auth, stop))
+        ctx.background.append(keyring.open_at_start)
         ctx.on_close.append(hashing.close)
 
     return register

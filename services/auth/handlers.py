@@ -3,6 +3,7 @@ replies with the envelope (``shared.bus.replies``). The table is the whole mappi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -11,12 +12,26 @@ from faststream.nats import NatsBroker
 
 from contracts import auth as api
 from contracts import subjects
-from contracts.identity import BusRequest
+from contracts.envelope import ErrorCode
+from contracts.identity import BusRequest, Caller
 from services.auth import devices, login, profile, registration, rotation
-from services.auth.context import AuthContext, require_admin
+from services.auth.context import AuthContext, caller_of
+from services.auth.keyring import RotationTooSoon
 from shared.bus import replies
+from shared.errors import ServiceError
 
 UseCase = Callable[[Any], Awaitable[Any]]
+
+# Held by the platform's operators only: no HTTP route grants it (tenant roles are member and admin),
+# so a caller with it reaches the bus through an operator's own identity, not through the gateway.
+OPERATOR = "operator"
+
+
+def require_operator(message: BusRequest) -> Caller:
+    caller = caller_of(message)
+    if OPERATOR not in caller.roles:
+        raise ServiceError(ErrorCode.FORBIDDEN, "this operation is for platform operators")
+    return caller
 
 
 def _bind(ctx: AuthContext, fn: Callable[[AuthContext, Any], Awaitable[Any]]) -> UseCase:
@@ -36,9 +51,16 @@ def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], UseCase
         return await keyring.jwks()
 
     async def rotate_signing_key(message: api.RotateSigningKey) -> dict[str, str]:
-        """Start signing with a new key (admins only); the old one stays published until its tokens expire."""
-        require_admin(message)
-        return {"kid": (await keyring.rotate()).kid}
+        """Start signing with a new key (operators only, at most once per interval); the old one stays
+        published until its tokens expire."""
+        require_operator(message)
+        try:
+            key = await keyring.rotate()
+        except RotationTooSoon as error:
+            raise ServiceError(
+                ErrorCode.RATE_LIMITED, "the signing key was rotated recently", retry_after=math.ceil(error.retry_after)
+            ) from error
+        return {"kid": key.kid}
 
     return [
         (api.REGISTER, api.Register, _bind(ctx, registration.register)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.settings import TokenSettings
@@ -40,4 +42,13 @@ class AuthSettings(TokenSettings):
     register_global_limit: int = Field(default=600, description="Sign-ups per minute per auth replica.")
     publish_after_commit_seconds: float = Field(
         default=0.5, description="How long a request waits to publish its events; the outbox loop sends the rest."
+    )
+    # Signing keys at rest and rotation.
+    signing_key_encryption_key_file: Path | None = Field(
+        default=None,
+        description="The key-encryption key (32 bytes, base64) sealing signing keys in the store; unset, one is "
+        "generated into <data_dir>/secrets/auth-kek on first start (embedded store only).",
+    )
+    signing_key_rotation_min_interval_seconds: float = Field(
+        default=3600.0, description="A requested rotation this soon after the newest key is refused (429)."
     )

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +46,14 @@ log = logging.getLogger(__name__)
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
 _MAX_ATTEMPTS = 50
 _BUSY_TIMEOUT_MS = 5_000
+
+
+def _restrict(path: Path, mode: int) -> None:
+    try:
+        if stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -112,6 +122,15 @@ class EmbeddedStore:
                 self._connections.append(conn)
         return conn
 
+    def _make_private(self) -> None:
+        """Folder 0700, files 0600, whatever the umask: every service's records are in this one file.
+        The database file is created here with its mode; SQLite gives -wal and -shm the same."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _restrict(self.path.parent, 0o700)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for name in (self.path.name, f"{self.path.name}-wal", f"{self.path.name}-shm"):
+            _restrict(self.path.with_name(name), 0o600)
+
     def _open(self) -> sqlite3.Connection:
         # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
         # once there instead of honouring busy_timeout: several processes or threads opening a new
@@ -121,7 +140,7 @@ class EmbeddedStore:
         while True:
             conn: sqlite3.Connection | None = None
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._make_private()
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":

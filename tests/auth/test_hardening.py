@@ -19,7 +19,6 @@ from contracts import subjects
 from contracts.identity import ClientInfo
 from services.auth import repository as repo
 from services.auth.context import AuthContext
-from services.auth.keys import _private_key
 from services.auth.login import login as login_use_case
 from shared.errors import ServiceError
 from shared.store import Transaction
@@ -293,13 +292,12 @@ async def test_a_failed_login_names_the_unknown_party_as_actor_and_the_account_a
 # Token lifetime at the edge.
 async def test_a_token_living_longer_than_the_access_ttl_is_refused(system: Gateway) -> None:
     _, tokens = await registered_and_logged_in(system)
-    keys = await _auth(system).store.run(repo.signing_keys)
-    key = keys[-1]
+    key = await _auth(system).keyring.active()
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     now = int(time.time())
     long_lived = jwt.encode(
         {**claims, "iat": now, "exp": now + 3600, "jti": str(uuid.uuid4())},
-        _private_key(key),
+        key.private_key,
         algorithm="EdDSA",
         headers={"kid": key.kid},
     )
@@ -308,7 +306,7 @@ async def test_a_token_living_longer_than_the_access_ttl_is_refused(system: Gate
     assert body["error"]["code"] == "UNAUTHORIZED"
     normal = jwt.encode(
         {**claims, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())},
-        _private_key(key),
+        key.private_key,
         algorithm="EdDSA",
         headers={"kid": key.kid},
     )

@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -19,8 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from contracts import auth as api
 from contracts import subjects
 from contracts.identity import Caller
+from services.auth import keyring
 from services.auth import repository as repo
-from services.auth.keys import SigningKey, _private_key
+from services.auth.app import key_encryption_key
+from services.auth.keys import SigningKey, open_signing_key
+from services.auth.settings import AuthSettings
 from services.gateway.deps import BUS_KEY
 from shared.telemetry import JsonFormatter
 from tests.auth.helpers import PASSWORD, add_member, get, login, post, register, registered_and_logged_in, unique_email
@@ -31,9 +35,20 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+@pytest.fixture
+def auth_overrides() -> dict[str, Any]:
+    return {"signing_key_rotation_min_interval_seconds": 0}
+
+
 async def _signing_keys(system: Gateway) -> list[SigningKey]:
-    store = system.services["auth"].ctx.store
-    return await store.run(repo.signing_keys)
+    """The stored keys, opened with the service's KEK as the service opens them."""
+    ctx = system.services["auth"].ctx
+    assert isinstance(ctx.settings, AuthSettings)
+    kek = key_encryption_key(ctx.settings)
+    keys = await ctx.store.run(repo.signing_keys)
+    for key in keys:
+        open_signing_key(key, kek)
+    return keys
 
 
 async def _claims_of(token: str) -> dict[str, Any]:
@@ -88,13 +103,13 @@ async def test_expired_wrong_audience_and_wrong_issuer_are_rejected(system: Gate
     now = int(time.time())
 
     def signed(**changes: Any) -> str:
-        return jwt.encode({**claims, **changes}, _private_key(key), algorithm="EdDSA", headers={"kid": key.kid})
+        return jwt.encode({**claims, **changes}, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
 
     assert (await _rejected(system, signed(iat=now - 900, exp=now - 120)))["code"] == "TOKEN_EXPIRED"
     await _rejected(system, signed(aud="someone-else"))
     await _rejected(system, signed(iss="evil"))
     without_sid = {k: v for k, v in claims.items() if k != "sid"}
-    await _rejected(system, jwt.encode(without_sid, _private_key(key), algorithm="EdDSA", headers={"kid": key.kid}))
+    await _rejected(system, jwt.encode(without_sid, key.private_key, algorithm="EdDSA", headers={"kid": key.kid}))
     # Inside the leeway an expired token still passes (clock skew between machines).
     status, _ = await get(system, "/users/me", signed(exp=now - 5))
     assert status == 200
@@ -114,11 +129,18 @@ async def test_unknown_kid_and_garbage_tokens_are_rejected(system: Gateway) -> N
         assert status == 401 and body["error"]["code"] == "UNAUTHORIZED"
 
 
-async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(system: Gateway) -> None:
+async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(
+    system: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the hand-over the new key signs at once (tests/unit/test_keyring.py covers the hand-over).
+    monkeypatch.setattr(keyring, "HANDOVER", timedelta(0))
     registered, before = await registered_and_logged_in(system)
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
     caller = Caller(
-        tenant_id=registered["tenant"]["id"], user_id=registered["user"]["id"], roles=["admin"], session_id=uuid.uuid4()
+        tenant_id=registered["tenant"]["id"],
+        user_id=registered["user"]["id"],
+        roles=["operator"],
+        session_id=uuid.uuid4(),
     )
     reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey(caller=caller))
     assert reply.ok, reply
@@ -145,6 +167,11 @@ async def test_rotation_needs_an_admin(system: Gateway) -> None:
     reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey(caller=caller))
     assert reply.error is not None and reply.error.code == "FORBIDDEN"
     assert [key.kid for key in await _signing_keys(system)] == kids
+
+
+async def test_rotation_needs_an_authenticated_caller(system: Gateway) -> None:
+    reply = await system.app[BUS_KEY].request(api.ROTATE_SIGNING_KEY, api.RotateSigningKey())
+    assert reply.error is not None and reply.error.code == "UNAUTHORIZED"
 
 
 async def _events(system: Gateway) -> list[dict[str, Any]]:
