@@ -38,7 +38,7 @@ OPERATIONS: list[Operation] = [
     Operation(auth.LIST_DEVICES, auth.ListDevices, auth.DevicePage, "The caller's active devices"),
     Operation(auth.REVOKE_DEVICE, auth.RevokeDevice, auth.Revoked, "Revoke one of the caller's devices"),
     Operation(auth.GET_JWKS, auth.GetJwks, auth.Jwks, "Public keys that may have signed a live token"),
-    Operation(auth.ROTATE_SIGNING_KEY, auth.RotateSigningKey, None, "Rotate the signing key (admins)"),
+    Operation(auth.ROTATE_SIGNING_KEY, auth.RotateSigningKey, None, "Rotate the signing key (operators, rate-limited)"),
     Operation(auth.GET_ME, auth.GetMe, auth.UserPublic, "The caller's profile"),
     Operation(auth.UPDATE_ME, auth.UpdateMe, auth.UserPublic, "Update the caller's profile"),
     Operation(auth.CHANGE_PASSWORD, auth.ChangePassword, auth.Revoked, "Change password; revoke other devices"),

@@ -38,11 +38,6 @@ class RotationTooSoon(Exception):
         self.retry_after = retry_after
 
 
-def _delete_signing_key(tx: Transaction, key: SigningKey) -> None:
-    # Mirrors repo.put_signing_key; it moves into repository.py with the next change there.
-    tx.clear(repo.SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)))
-
-
 class KeyRing:
     def __init__(
         self,
@@ -68,7 +63,7 @@ class KeyRing:
         for key in repo.signing_keys(tx):
             until = key.published_until(self.published_after_retire)
             if until is not None and until <= now:
-                _delete_signing_key(tx, key)
+                repo.delete_signing_key(tx, key)
                 continue
             if open_signing_key(key, self.kek):
                 repo.put_signing_key(tx, key)

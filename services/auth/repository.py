@@ -287,3 +287,7 @@ def signing_keys(tx: Transaction) -> list[SigningKey]:
 
 def put_signing_key(tx: Transaction, key: SigningKey) -> None:
     _save(tx, SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)), key)
+
+
+def delete_signing_key(tx: Transaction, key: SigningKey) -> None:
+    tx.clear(SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)))

@@ -1,4 +1,4 @@
-"""Auth service settings (``CODITECT_AUTH_*`` plus the common ones)."""
+"""Auth service settings (``CODITECT_*``, like every process: the common, token and auth ones)."""
 
 from __future__ import annotations
 
