@@ -61,6 +61,9 @@ class System:
             "CODITECT_DATA_DIR": str(self.data_dir),
             "CODITECT_NATS_PORT": str(self.nats_port),
             "CODITECT_GATEWAY_PORT": str(self.gateway_port),
+            # Load generators register many users from one address: lift the sign-up limits.
+            "CODITECT_REGISTER_ADDRESS_LIMIT": "1000000",
+            "CODITECT_REGISTER_GLOBAL_LIMIT": "1000000",
             "PYTHONUNBUFFERED": "1",
         }
         log(f"starting the system (supervisor) on gateway port {self.gateway_port}, data in {self.data_dir}")
