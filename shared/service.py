@@ -110,7 +110,7 @@ def build_context(name: str, settings: CommonSettings) -> ServiceContext:
         tracer_provider=tracer_provider,
         graceful_timeout=settings.graceful_timeout,
     )
-    return ServiceContext(name=name, settings=settings, broker=broker, store=open_store(settings))
+    return ServiceContext(name=name, settings=settings, broker=broker, store=open_store(settings, name))
 
 
 async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) -> None:

@@ -32,9 +32,14 @@ class CommonSettings(BaseSettings):
     )
     graceful_timeout: float = 10.0
 
-    @property
-    def embedded_store_path(self) -> Path:
-        return self.data_dir / "store" / "coditect.sqlite3"
+    store_deadline_seconds: float = Field(
+        default=5.0, description="A transaction still not committed after this long fails fast (retryable)."
+    )
+    store_wal_limit_bytes: int = Field(default=64 * 1024 * 1024, description="The embedded store's WAL bound.")
+
+    def embedded_store_path(self, service: str) -> Path:
+        """One database file per service: the embedded analogue of owning a key prefix."""
+        return self.data_dir / "store" / f"{service}.sqlite3"
 
 
 class TokenSettings(CommonSettings):

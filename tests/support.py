@@ -156,9 +156,11 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Any) -> AsyncIterator[Gateway]:
+async def running_gateway(settings: Any, *, wait_for_revocations: bool = True) -> AsyncIterator[Gateway]:
     from services.gateway.app import create_app
     from services.gateway.deps import BUS_KEY
+    from services.gateway.middleware import VERIFIER_KEY
+    from services.gateway.tokens import JwksVerifier
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -166,6 +168,10 @@ async def running_gateway(settings: Any) -> AsyncIterator[Gateway]:
     site = web.TCPSite(runner, "127.0.0.1", settings.gateway_port)
     await site.start()
     await app[BUS_KEY].wait_connected(10)
+    # Start tests from a gateway that has its deny set (best effort: some tests make that impossible).
+    verifier = app[VERIFIER_KEY]
+    if wait_for_revocations and isinstance(verifier, JwksVerifier):
+        await verifier.revocations.wait_current(10)
     gateway = Gateway(url=f"http://127.0.0.1:{settings.gateway_port}", runner=runner, app=app)
     try:
         yield gateway

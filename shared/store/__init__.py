@@ -11,31 +11,40 @@ from shared.store.base import (
     KEY_SIZE_LIMIT,
     VALUE_SIZE_LIMIT,
     Store,
+    StoreError,
     StoreUnavailable,
     Transaction,
     TransactionConflict,
+    TransactionTimedOut,
     TxFunction,
     decode_counter,
 )
 
 
-def open_store(settings: CommonSettings) -> Store:
+def open_store(settings: CommonSettings, service: str) -> Store:
     if settings.fdb_cluster_file is not None:
         from shared.store.fdb_backend import FdbStore
 
-        return FdbStore(settings.fdb_cluster_file)
+        return FdbStore(settings.fdb_cluster_file, deadline_seconds=settings.store_deadline_seconds)
     from shared.store.embedded import EmbeddedStore
 
-    return EmbeddedStore(settings.embedded_store_path, sync=settings.store_sync)
+    return EmbeddedStore(
+        settings.embedded_store_path(service),
+        sync=settings.store_sync,
+        deadline_seconds=settings.store_deadline_seconds,
+        wal_limit_bytes=settings.store_wal_limit_bytes,
+    )
 
 
 __all__ = [
     "KEY_SIZE_LIMIT",
     "VALUE_SIZE_LIMIT",
     "Store",
+    "StoreError",
     "StoreUnavailable",
     "Transaction",
     "TransactionConflict",
+    "TransactionTimedOut",
     "TxFunction",
     "decode_counter",
     "open_store",

@@ -10,14 +10,82 @@ T = TypeVar("T")
 
 KEY_SIZE_LIMIT = 10_000
 VALUE_SIZE_LIMIT = 100_000
+TRANSACTION_SIZE_LIMIT = 10_000_000
+TRANSACTION_AGE_LIMIT_SECONDS = 5.0
+SYSTEM_KEY_PREFIX = b"\xff"
 
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or opened; the caller reports not-ready and retries."""
 
 
-class TransactionConflict(Exception):
-    """Another transaction committed something this one read; the retry loop runs it again."""
+class StoreError(Exception):
+    """An error with FoundationDB's code and meaning, raised the same way by every backend."""
+
+    code = 4000
+    retryable = False
+
+
+class TransactionConflict(StoreError):
+    """``not_committed``: another transaction committed something this one read; the retry loop runs it again."""
+
+    code = 1020
+    retryable = True
+
+
+class TransactionTooOld(StoreError):
+    """``transaction_too_old``: the transaction ran longer than 5 s; the retry loop runs it again."""
+
+    code = 1007
+    retryable = True
+
+
+class TransactionTooLarge(StoreError):
+    """``transaction_too_large``: more than 10 MB of mutations and conflict ranges; nothing is written."""
+
+    code = 2101
+
+
+class KeyOutsideLegalRange(StoreError):
+    """``key_outside_legal_range``: keys under ``\\xff`` are FoundationDB's system keyspace."""
+
+    code = 2004
+
+
+class TransactionCancelled(StoreError):
+    """``transaction_cancelled``: the transaction object was used after its attempt ended."""
+
+    code = 1025
+
+
+class TransactionTimedOut(StoreUnavailable, StoreError):
+    """``transaction_timed_out``: the retry loop's deadline passed (conflicts, or a stalled writer
+    holding the lock). Answered fast and retryable by the caller, never after minutes."""
+
+    code = 1031
+
+
+def check_key(key: object) -> bytes:
+    """FoundationDB's binding refuses anything but bytes, and the system keyspace without an option."""
+    if not isinstance(key, bytes):
+        raise TypeError(f"keys must be bytes, not {type(key).__name__}")
+    if key.startswith(SYSTEM_KEY_PREFIX):
+        raise KeyOutsideLegalRange(f"key {key[:16]!r} is in the system keyspace")
+    return key
+
+
+def check_range(begin: object, end: object) -> None:
+    check_key(begin)
+    if not isinstance(end, bytes):
+        raise TypeError(f"keys must be bytes, not {type(end).__name__}")
+    if end > SYSTEM_KEY_PREFIX:
+        raise KeyOutsideLegalRange(f"range end {end[:16]!r} is past the user keyspace")
+
+
+def check_value(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"values must be bytes, not {type(value).__name__}")
+    return value
 
 
 class Transaction(Protocol):
@@ -58,6 +126,9 @@ class Store(Protocol):
 
 
 def check_sizes(key: bytes, value: bytes | None = None) -> None:
+    check_key(key)
+    if value is not None:
+        check_value(value)
     if len(key) > KEY_SIZE_LIMIT:
         raise ValueError(f"key of {len(key)} bytes exceeds the {KEY_SIZE_LIMIT}-byte limit")
     if value is not None and len(value) > VALUE_SIZE_LIMIT:

@@ -1,40 +1,60 @@
-"""Embedded backend: SQLite in WAL mode, one file shared by every service process on a machine.
+"""Embedded backend: one SQLite file per service (the embedded analogue of "each service owns its
+key prefix"), with FoundationDB's transaction contract.
 
-Why SQLite: it ships with Python, is durable and transactional across processes, and orders
-BLOB keys bytewise (memcmp) exactly as FoundationDB orders tuple-layer keys. On this machine
-it committed single-key transactions several times faster than LMDB with an fsync per commit
-(see README, ``task bench``).
+How a transaction runs, as in FoundationDB:
+- The function reads from one snapshot (a read transaction on a connection of the calling thread;
+  on the event loop that is inline, with no thread hop) and *buffers* its writes. Nothing it does
+  touches the database, so no conflict or lock can surface inside it, and swallowing an exception
+  cannot commit half a transaction.
+- A read-only transaction ends there. A transaction that writes is committed by the store's one
+  writer thread: under SQLite's write lock it re-reads every key and range the function read and
+  compares them with what the function saw (optimistic validation, key by key, like FoundationDB's
+  conflict ranges); any difference is a conflict and the function runs again on fresh data. Writers
+  queued meanwhile share the lock and one ``COMMIT`` (group commit: one WAL sync per batch).
+- Limits as FoundationDB's: 5 s per attempt (``transaction_too_old``), 10 MB of mutations and
+  conflict ranges (``transaction_too_large``), keys and values ``bytes`` only, no ``\\xff`` keys,
+  the transaction object dead once its attempt ended. The retry loop has a total deadline: a
+  stalled writer elsewhere costs a caller that deadline (``transaction_timed_out``), never minutes.
+- Reads never wait behind writes: WAL readers work while another connection holds the write lock.
 
-Transactions are optimistic, like FoundationDB's: a function starts as a deferred read
-transaction on a snapshot; its first write takes the write lock, which SQLite refuses with
-SQLITE_BUSY if another process committed since the snapshot was taken. That is a conflict:
-the function runs again, and from the second attempt on it takes the write lock up front, so
-a busy key cannot starve a transaction. Writers are thus serialized and every committed
-transaction saw the latest state: serializable isolation.
+The WAL is kept bounded: the writer checkpoints after its batches, truncates the WAL once it passes
+``wal_limit_bytes / 2`` and ``journal_size_limit`` caps what stays on disk. SQLite comes from apsw,
+which bundles a current SQLite; versions with the documented WAL-reset race are refused.
 
-Durability: ``sync="normal"`` (the default) keeps every committed transaction through a crash
-or ``kill -9`` of any process; a power loss can drop the last commits. ``sync="full"`` syncs
-the WAL on every commit.
+Durability: ``sync="normal"`` keeps every committed transaction through a crash or ``kill -9`` of
+any process; a power loss can drop the last commits. ``sync="full"`` syncs the WAL on every commit
+batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import logging
 import os
-import sqlite3
+import queue
 import stat
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import apsw
 
 from shared.store.base import (
+    TRANSACTION_AGE_LIMIT_SECONDS,
+    TRANSACTION_SIZE_LIMIT,
+    StoreError,
     StoreUnavailable,
+    TransactionCancelled,
     TransactionConflict,
+    TransactionTimedOut,
+    TransactionTooLarge,
+    TransactionTooOld,
+    check_range,
     check_sizes,
     decode_counter,
     encode_counter,
@@ -44,8 +64,22 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
-_MAX_ATTEMPTS = 50
-_BUSY_TIMEOUT_MS = 5_000
+_OPEN_TIMEOUT_SECONDS = 5.0
+_READ_BUSY_TIMEOUT_MS = 2_000
+_LOCK_POLL_MS = 100
+_BATCH_LIMIT = 256
+# Per mutation, FoundationDB counts some bytes beyond key and value; this keeps the estimate honest.
+_MUTATION_OVERHEAD = 16
+
+
+def sqlite_version_is_safe(version: str) -> bool:
+    """False for SQLite versions with the WAL-reset race (3.7.0 through 3.51.2; fixed in 3.51.3,
+    backported to 3.44.6 and 3.50.7), which several processes sharing one WAL can hit."""
+    parts = tuple(int(p) for p in version.split(".")[:3])
+    major_minor, patch = parts[:2], parts[2] if len(parts) > 2 else 0
+    if parts < (3, 7, 0) or parts >= (3, 51, 3):
+        return True
+    return (major_minor == (3, 44) and patch >= 6) or (major_minor == (3, 50) and patch >= 7)
 
 
 def _restrict(path: Path, mode: int) -> None:
@@ -56,143 +90,498 @@ def _restrict(path: Path, mode: int) -> None:
         pass
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    text = str(error)
-    return "locked" in text or "busy" in text
+class _Add:
+    """Atomic adds buffered on a key whose value the transaction has not read."""
+
+    __slots__ = ("delta",)
+
+    def __init__(self, delta: int) -> None:
+        self.delta = delta
 
 
-class _SqliteTransaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+_Write = bytes | None | _Add
+
+
+@dataclass
+class _Observation:
+    """What the function saw in the database: re-checked under the write lock at commit."""
+
+    sql: str
+    params: tuple[Any, ...]
+    rows: list[tuple[bytes, ...]]
+
+
+@dataclass
+class _Commit:
+    observations: list[_Observation]
+    range_clears: list[tuple[bytes, bytes]]
+    writes: dict[bytes, _Write]
+    deadline: float
+    future: Future[None] = field(default_factory=Future)
+
+
+def _query(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[bytes, ...]]:
+    return [tuple(bytes(col) for col in row) for row in conn.execute(sql, params)]
+
+
+class EmbeddedTransaction:
+    """One attempt of a transaction function: snapshot reads, buffered writes."""
+
+    def __init__(self, conn: apsw.Connection) -> None:
         self._conn = conn
+        self._started = time.monotonic()
+        self._reading = False
+        self._dead = False
+        self._error: BaseException | None = None
+        self.observations: list[_Observation] = []
+        self.writes: dict[bytes, _Write] = {}
+        self.range_clears: list[tuple[bytes, bytes]] = []
+        self.size = 0
 
-    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+    # Fences.
+    def _live(self) -> None:
+        if self._dead:
+            raise TransactionCancelled("the transaction was used after its attempt ended")
+        if self._error is not None:
+            raise self._error
+        if time.monotonic() - self._started > TRANSACTION_AGE_LIMIT_SECONDS:
+            self._poison(TransactionTooOld("the transaction is older than 5 s"))
+
+    def _poison(self, error: BaseException) -> None:
+        """A store error seen inside the function fails the commit too, even if the function caught it."""
+        self._error = error
+        raise error
+
+    def _guarded(self, check: Callable[[], None]) -> None:
         try:
-            self._conn.execute(sql, params)
-        except sqlite3.OperationalError as error:
-            if _is_busy(error):
-                raise TransactionConflict(str(error)) from error
-            raise
+            check()
+        except StoreError as error:
+            self._poison(error)
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[bytes, ...]]:
+        if not self._reading:
+            self._conn.execute("BEGIN")
+            self._reading = True
+        try:
+            rows = _query(self._conn, sql, params)
+        except apsw.BusyError as error:
+            self._poison(TransactionConflict(f"the snapshot could not be read: {error}"))
+        except apsw.Error as error:
+            raise StoreUnavailable(f"embedded store read failed: {error}") from error
+        self.observations.append(_Observation(sql, params, rows))
+        self.size += sum(len(p) for p in params if isinstance(p, bytes))
+        return rows
+
+    def end_reads(self) -> None:
+        if self._reading:
+            self._reading = False
+            with contextlib.suppress(apsw.Error):
+                self._conn.execute("COMMIT")
+
+    def finish(self) -> None:
+        self.end_reads()
+        self._dead = True
+
+    def check_commit(self) -> None:
+        """What FoundationDB checks at commit: a poisoned transaction, its age, its size."""
+        if self._error is not None:
+            raise self._error
+        if time.monotonic() - self._started > TRANSACTION_AGE_LIMIT_SECONDS:
+            raise TransactionTooOld("the transaction is older than 5 s")
+        if self.size > TRANSACTION_SIZE_LIMIT:
+            raise TransactionTooLarge(
+                f"the transaction is {self.size:,} bytes; the limit is {TRANSACTION_SIZE_LIMIT:,}"
+            )
+
+    # Reads.
+    def _cleared(self, key: bytes) -> bool:
+        return any(begin <= key < end for begin, end in self.range_clears)
+
+    def _stored(self, key: bytes) -> bytes | None:
+        rows = self._read("SELECT value FROM kv WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
 
     def get(self, key: bytes) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def set(self, key: bytes, value: bytes) -> None:
-        check_sizes(key, value)
-        self._write("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
-
-    def clear(self, key: bytes) -> None:
-        self._write("DELETE FROM kv WHERE key = ?", (key,))
-
-    def clear_range(self, begin: bytes, end: bytes) -> None:
-        self._write("DELETE FROM kv WHERE key >= ? AND key < ?", (begin, end))
+        self._live()
+        self._guarded(lambda: check_sizes(key))
+        if key in self.writes:
+            write = self.writes[key]
+            if not isinstance(write, _Add):
+                return write
+            base = None if self._cleared(key) else self._stored(key)
+            return encode_counter(decode_counter(base) + write.delta)
+        if self._cleared(key):
+            return None
+        return self._stored(key)
 
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[tuple[bytes, bytes]]:
+        self._live()
+        self._guarded(lambda: check_range(begin, end))
+        if begin >= end:
+            return []
+        pending = {k: w for k, w in self.writes.items() if begin <= k < end}
+        clears_overlap = any(b < end and begin < e for b, e in self.range_clears)
+        # Each buffered clear can hide one stored row; a range clear can hide any number.
+        store_limit = 0 if clears_overlap or limit <= 0 else limit + sum(1 for w in pending.values() if w is None)
         order = "DESC" if reverse else "ASC"
         sql = f"SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key {order}"  # noqa: S608
-        if limit > 0:
-            sql += f" LIMIT {int(limit)}"
-        return [(bytes(k), bytes(v)) for k, v in self._conn.execute(sql, (begin, end))]
+        params: tuple[Any, ...] = (begin, end)
+        if store_limit:
+            sql += " LIMIT ?"
+            params = (begin, end, store_limit)
+        merged = {row[0]: row[1] for row in self._read(sql, params) if not self._cleared(row[0])}
+        for key, write in pending.items():
+            if write is None:
+                merged.pop(key, None)
+            elif isinstance(write, _Add):
+                value = self.get(key)
+                assert value is not None
+                merged[key] = value
+            else:
+                merged[key] = write
+        items = sorted(merged.items(), reverse=reverse)
+        return items[:limit] if limit > 0 else items
+
+    # Writes (buffered until commit).
+    def set(self, key: bytes, value: bytes) -> None:
+        self._live()
+        self._guarded(lambda: check_sizes(key, value))
+        self.writes[key] = value
+        self.size += len(key) + len(value) + _MUTATION_OVERHEAD
+
+    def clear(self, key: bytes) -> None:
+        self._live()
+        self._guarded(lambda: check_sizes(key))
+        self.writes[key] = None
+        self.size += len(key) + _MUTATION_OVERHEAD
+
+    def clear_range(self, begin: bytes, end: bytes) -> None:
+        self._live()
+        self._guarded(lambda: check_range(begin, end))
+        if begin >= end:
+            return
+        for key in [k for k in self.writes if begin <= k < end]:
+            del self.writes[key]
+        self.range_clears.append((begin, end))
+        self.size += len(begin) + len(end) + _MUTATION_OVERHEAD
 
     def add(self, key: bytes, delta: int) -> None:
-        self.set(key, encode_counter(decode_counter(self.get(key)) + delta))
+        """Atomic add: without a read of the key it adds no conflict, like FoundationDB's."""
+        self._live()
+        self._guarded(lambda: check_sizes(key))
+        write = self.writes.get(key, _Add(0) if not self._cleared(key) else None)
+        if isinstance(write, _Add):
+            self.writes[key] = _Add(write.delta + delta)
+        else:
+            self.writes[key] = encode_counter(decode_counter(write) + delta)
+        self.size += len(key) + 8 + _MUTATION_OVERHEAD
 
 
 class EmbeddedStore:
     name = "embedded"
 
-    def __init__(self, path: Path, *, sync: str = "normal", threads: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sync: str = "normal",
+        deadline_seconds: float = 5.0,
+        wal_limit_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         if sync not in ("normal", "full"):
             raise ValueError("sync must be 'normal' or 'full'")
         self.path = path
+        self.deadline_seconds = deadline_seconds
+        self.wal_limit_bytes = wal_limit_bytes
         self._sync = sync.upper()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[apsw.Connection] = []
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
+        self._commits: queue.SimpleQueue[_Commit | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self.checkpoints = 0
+        self.last_checkpoint_at = time.monotonic()
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._open()
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
+    # Opening.
     def _make_private(self) -> None:
-        """Folder 0700, files 0600, whatever the umask: every service's records are in this one file.
-        The database file is created here with its mode; SQLite gives -wal and -shm the same."""
+        """Folder 0700, files 0600, whatever the umask. The database file is created here with its
+        mode; SQLite gives -wal and -shm the same."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _restrict(self.path.parent, 0o700)
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         for name in (self.path.name, f"{self.path.name}-wal", f"{self.path.name}-shm"):
             _restrict(self.path.with_name(name), 0o600)
 
-    def _open(self) -> sqlite3.Connection:
-        # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
-        # once there instead of honouring busy_timeout: several processes or threads opening a new
-        # store together must wait and try again.
-        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    def _open(self, *, busy_timeout_ms: int) -> apsw.Connection:
+        version = apsw.sqlite_lib_version()
+        if not sqlite_version_is_safe(version):
+            raise StoreUnavailable(
+                f"SQLite {version} has the WAL-reset race (fixed in 3.51.3, 3.50.7, 3.44.6); "
+                "the embedded store shares one WAL between processes and refuses it: install a current apsw"
+            )
+        # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once
+        # there instead of honouring the busy timeout: processes opening a new store together retry.
+        deadline = time.monotonic() + _OPEN_TIMEOUT_SECONDS
         delay = 0.001
         while True:
-            conn: sqlite3.Connection | None = None
+            conn: apsw.Connection | None = None
             try:
                 self._make_private()
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
+                conn = apsw.Connection(str(self.path))
+                conn.set_busy_timeout(busy_timeout_ms)
+                mode = conn.execute("PRAGMA journal_mode").fetchall()
+                if str(mode[0][0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL").fetchall()
                 conn.execute(f"PRAGMA synchronous = {self._sync}")
+                conn.execute(f"PRAGMA journal_size_limit = {self.wal_limit_bytes}").fetchall()
                 conn.execute(_SCHEMA)
                 return conn
-            except sqlite3.OperationalError as error:
+            except apsw.BusyError as error:
                 if conn is not None:
                     conn.close()
-                if not _is_busy(error) or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise StoreUnavailable(f"cannot open embedded store at {self.path}: {error}") from error
-            except (sqlite3.Error, OSError) as error:
+            except (apsw.Error, OSError) as error:
                 if conn is not None:
                     conn.close()
                 raise StoreUnavailable(f"cannot open embedded store at {self.path}: {error}") from error
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def run_sync(self, fn: Callable[[_SqliteTransaction], T]) -> T:
-        conn = self._connection()
-        tx = _SqliteTransaction(conn)
-        for attempt in range(_MAX_ATTEMPTS):
-            try:
-                conn.execute("BEGIN IMMEDIATE" if attempt else "BEGIN")
-                result = fn(tx)
-                conn.execute("COMMIT")
-                return result
-            except TransactionConflict:
-                conn.rollback()
-            except sqlite3.OperationalError as error:
-                conn.rollback()
-                if not _is_busy(error):
-                    raise
-            except BaseException:
-                conn.rollback()
-                raise
-            time.sleep(min(0.001 * 2**attempt, 0.05))
-        raise TransactionConflict(f"transaction still conflicting after {_MAX_ATTEMPTS} attempts")
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[apsw.Connection]:
+        """A read connection of this thread (a second one when a transaction function runs another
+        transaction of the same store)."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        free: list[apsw.Connection] | None = getattr(self._local, "free", None)
+        if free is None:
+            free = self._local.free = []
+        if free:
+            conn = free.pop()
+        else:
+            conn = self._open(busy_timeout_ms=_READ_BUSY_TIMEOUT_MS)
+            conn.wal_autocheckpoint(0)  # only the writer checkpoints
+            with self._lock:
+                self._connections.append(conn)
+        try:
+            yield conn
+        finally:
+            free.append(conn)
 
-    async def run(self, fn: Callable[[_SqliteTransaction], T]) -> T:
-        loop = asyncio.get_running_loop()
-        # The caller's context (its trace) travels into the transaction function.
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, context.run, self.run_sync, fn)
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name=f"store-writer-{self.path.stem}")
+                self._writer.daemon = True
+                self._writer.start()
+
+    # Running transactions.
+    def _attempt(self, fn: Callable[[EmbeddedTransaction], T]) -> tuple[T, _Commit | None]:
+        with self._reader() as conn:
+            tx = EmbeddedTransaction(conn)
+            try:
+                result = fn(tx)
+                tx.check_commit()
+            finally:
+                tx.finish()
+        if not tx.writes and not tx.range_clears:
+            return result, None
+        return result, _Commit(tx.observations, tx.range_clears, tx.writes, deadline=0.0)
+
+    def run_sync(self, fn: Callable[[EmbeddedTransaction], T]) -> T:
+        """Run ``fn`` in this thread, its commit on the writer thread; retry until the deadline."""
+        deadline = time.monotonic() + self.deadline_seconds
+        attempt = 0
+        while True:
+            try:
+                result, commit = self._attempt(fn)
+                if commit is not None:
+                    commit.deadline = deadline
+                    self._submit(commit)
+                    commit.future.result()
+                return result
+            except StoreError as error:
+                attempt = self._backoff(error, attempt, deadline)
+                time.sleep(_delay(attempt))
+
+    async def run(self, fn: Callable[[EmbeddedTransaction], T]) -> T:
+        """Run ``fn`` inline (reads need no thread hop), its commit on the writer thread."""
+        deadline = time.monotonic() + self.deadline_seconds
+        attempt = 0
+        while True:
+            try:
+                result, commit = self._attempt(fn)
+                if commit is not None:
+                    commit.deadline = deadline
+                    self._submit(commit)
+                    await asyncio.wrap_future(commit.future)
+                return result
+            except StoreError as error:
+                attempt = self._backoff(error, attempt, deadline)
+                await asyncio.sleep(_delay(attempt))
+
+    def _backoff(self, error: StoreError, attempt: int, deadline: float) -> int:
+        if not error.retryable:
+            raise error
+        if time.monotonic() + _delay(attempt + 1) > deadline:
+            raise TransactionTimedOut(
+                f"no commit within {self.deadline_seconds:g}s ({error.__class__.__name__}: {error})"
+            ) from error
+        return attempt + 1
+
+    def _submit(self, commit: _Commit) -> None:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        self._start_writer()
+        self._commits.put(commit)
+
+    # The writer thread.
+    def _write_loop(self) -> None:
+        conn: apsw.Connection | None = None
+        while True:
+            first = self._commits.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _BATCH_LIMIT:
+                try:
+                    more = self._commits.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._commits.put(None)
+                    break
+                batch.append(more)
+            try:
+                if conn is None:
+                    conn = self._open(busy_timeout_ms=_LOCK_POLL_MS)
+                    with self._lock:
+                        self._connections.append(conn)
+                self._commit_batch(conn, batch)
+                self._checkpoint_if_needed(conn)
+            except BaseException as error:  # the connection is unusable: fail the batch, reopen
+                log.warning("store writer failed a batch (%s); reopening", error)
+                for commit in batch:
+                    if not commit.future.done():
+                        commit.future.set_exception(
+                            error if isinstance(error, StoreError | StoreUnavailable) else StoreUnavailable(str(error))
+                        )
+                if conn is not None:
+                    with contextlib.suppress(apsw.Error):
+                        conn.close()
+                    conn = None
+
+    def _lock_database(self, conn: apsw.Connection, batch: list[_Commit]) -> list[_Commit]:
+        """Take SQLite's write lock, polling, while any commit of the batch still has time."""
+        while True:
+            live = [c for c in batch if not c.future.done()]
+            now = time.monotonic()
+            for commit in live:
+                if now > commit.deadline:
+                    commit.future.set_exception(TransactionTimedOut("the write lock stayed taken past the deadline"))
+            live = [c for c in live if not c.future.done()]
+            if not live:
+                return []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return live
+            except apsw.BusyError:
+                continue
+
+    def _commit_batch(self, conn: apsw.Connection, batch: list[_Commit]) -> None:
+        live = self._lock_database(conn, batch)
+        if not live:
+            return
+        committed: list[_Commit] = []
+        try:
+            for index, commit in enumerate(live):
+                if any(_query(conn, o.sql, o.params) != o.rows for o in commit.observations):
+                    commit.future.set_exception(TransactionConflict("a key or range it read has changed"))
+                    continue
+                conn.execute(f"SAVEPOINT c{index}")
+                try:
+                    _apply(conn, commit)
+                except BaseException as error:
+                    conn.execute(f"ROLLBACK TO c{index}")
+                    conn.execute(f"RELEASE c{index}")
+                    commit.future.set_exception(error)
+                    continue
+                conn.execute(f"RELEASE c{index}")
+                committed.append(commit)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+            raise
+        for commit in committed:
+            commit.future.set_result(None)
+
+    def _checkpoint_if_needed(self, conn: apsw.Connection) -> None:
+        """Keep the WAL bounded: a passive checkpoint when it has grown, a truncating one past half
+        the limit (it waits briefly for readers, whose snapshots last milliseconds)."""
+        size = self.wal_bytes()
+        if size < 4 * 1024 * 1024:
+            return
+        mode = apsw.SQLITE_CHECKPOINT_TRUNCATE if size > self.wal_limit_bytes // 2 else apsw.SQLITE_CHECKPOINT_PASSIVE
+        with contextlib.suppress(apsw.BusyError, apsw.LockedError):
+            conn.wal_checkpoint(mode=mode)
+            self.checkpoints += 1
+            self.last_checkpoint_at = time.monotonic()
+
+    # Health and metrics.
+    def wal_bytes(self) -> int:
+        try:
+            return self.path.with_name(f"{self.path.name}-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "wal_bytes": self.wal_bytes(),
+            "wal_limit_bytes": self.wal_limit_bytes,
+            "checkpoints": self.checkpoints,
+            "seconds_since_checkpoint": round(time.monotonic() - self.last_checkpoint_at, 1),
+        }
 
     async def check(self) -> None:
-        await self.run(lambda tx: tx.get(b"\xff/health"))
+        try:
+            await self.run(lambda tx: tx.get(b"\x00health"))
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            raise StoreUnavailable(f"embedded store not answering: {error}") from error
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._closed = True
+        if self._writer is not None:
+            self._commits.put(None)
+            self._writer.join(timeout=10)
         with self._lock:
             for conn in self._connections:
-                conn.close()
+                with contextlib.suppress(apsw.Error):
+                    conn.close()
             self._connections.clear()
+
+
+def _apply(conn: apsw.Connection, commit: _Commit) -> None:
+    for begin, end in commit.range_clears:
+        conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (begin, end))
+    for key, write in commit.writes.items():
+        if write is None:
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+            continue
+        if isinstance(write, _Add):
+            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+            write = encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)
+        conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, write))
+
+
+def _delay(attempt: int) -> float:
+    return float(min(0.001 * 2**attempt, 0.05))
+
+
+__all__ = ["EmbeddedStore", "EmbeddedTransaction", "sqlite_version_is_safe"]

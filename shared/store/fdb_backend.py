@@ -13,45 +13,87 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.store.base import StoreUnavailable, check_sizes, encode_counter
+from shared.store.base import (
+    KeyOutsideLegalRange,
+    StoreError,
+    StoreUnavailable,
+    TransactionCancelled,
+    TransactionConflict,
+    TransactionTimedOut,
+    TransactionTooLarge,
+    TransactionTooOld,
+    check_range,
+    check_sizes,
+    encode_counter,
+)
 
 T = TypeVar("T")
 API_VERSION = 710
 
+# FoundationDB error codes → the shared error types, so callers see the same errors on both backends.
+_ERRORS: dict[int, type[StoreError]] = {
+    1007: TransactionTooOld,
+    1020: TransactionConflict,
+    1025: TransactionCancelled,
+    1031: TransactionTimedOut,
+    2004: KeyOutsideLegalRange,
+    2101: TransactionTooLarge,
+}
+
+
+def translate(error: Exception) -> Exception:
+    code = getattr(error, "code", None)
+    kind = _ERRORS.get(code) if isinstance(code, int) else None
+    return kind(str(error)) if kind is not None else error
+
 
 class _FdbTransaction:
+    """The client's transaction behind the shared interface, dead once its attempt ended."""
+
     def __init__(self, tr: Any) -> None:
         self._tr = tr
+        self.dead = False
+
+    def _live(self) -> Any:
+        if self.dead:
+            raise TransactionCancelled("the transaction was used after its attempt ended")
+        return self._tr
 
     def get(self, key: bytes) -> bytes | None:
-        value = self._tr.get(key).wait()
+        check_sizes(key)
+        value = self._live().get(key).wait()
         return bytes(value) if value.present() else None
 
     def set(self, key: bytes, value: bytes) -> None:
         check_sizes(key, value)
-        self._tr.set(key, value)
+        self._live().set(key, value)
 
     def clear(self, key: bytes) -> None:
-        self._tr.clear(key)
+        check_sizes(key)
+        self._live().clear(key)
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
-        self._tr.clear_range(begin, end)
+        check_range(begin, end)
+        self._live().clear_range(begin, end)
 
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[tuple[bytes, bytes]]:
-        return [(bytes(kv.key), bytes(kv.value)) for kv in self._tr.get_range(begin, end, limit=limit, reverse=reverse)]
+        check_range(begin, end)
+        rows = self._live().get_range(begin, end, limit=limit, reverse=reverse)
+        return [(bytes(kv.key), bytes(kv.value)) for kv in rows]
 
     def add(self, key: bytes, delta: int) -> None:
         check_sizes(key)
-        self._tr.add(key, encode_counter(delta))
+        self._live().add(key, encode_counter(delta))
 
 
 class FdbStore:
     name = "fdb"
 
-    def __init__(self, cluster_file: Path, threads: int = 8) -> None:
+    def __init__(self, cluster_file: Path, threads: int = 8, deadline_seconds: float = 5.0) -> None:
         self.cluster_file = cluster_file
+        self.deadline_seconds = deadline_seconds
         self._db: Any = None
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fdb")
 
@@ -70,14 +112,21 @@ class FdbStore:
         import fdb
 
         tr = self._database().create_transaction()
-        tr.options.set_timeout(5_000)
+        # The whole retry loop, as the embedded store's deadline: a stalled cluster fails fast.
+        tr.options.set_timeout(int(self.deadline_seconds * 1000))
         while True:
+            attempt = _FdbTransaction(tr)
             try:
-                result = fn(_FdbTransaction(tr))
+                result = fn(attempt)
                 tr.commit().wait()
                 return result
             except fdb.FDBError as error:
-                tr.on_error(error).wait()
+                try:
+                    tr.on_error(error).wait()
+                except fdb.FDBError as final:
+                    raise translate(final) from final
+            finally:
+                attempt.dead = True
 
     async def run(self, fn: Callable[[_FdbTransaction], T]) -> T:
         loop = asyncio.get_running_loop()

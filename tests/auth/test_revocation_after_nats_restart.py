@@ -84,7 +84,7 @@ async def test_a_gateway_that_cannot_confirm_revocations_refuses_tokens_and_is_n
 async def test_ready_names_revocations_when_jetstream_is_missing(tmp_path: Path) -> None:
     with nats_without_jetstream(tmp_path) as bare:
         settings = GatewaySettings(nats_url=bare.url, data_dir=tmp_path, gateway_port=free_port(), log_level="WARNING")
-        async with running_gateway(settings) as gateway:
+        async with running_gateway(settings, wait_for_revocations=False) as gateway:
             await asyncio.sleep(1.0)
             async with gateway.session.get(f"{gateway.api}/ready") as response:
                 body = await response.json()

@@ -61,7 +61,7 @@ async def test_a_wrong_kek_stops_the_service_at_start_with_one_clear_line(
     right = AuthSettings(
         **service_env(nats.url, tmp_path / "data"), signing_key_encryption_key_file=kek_file(tmp_path / "right")
     )
-    store = EmbeddedStore(right.embedded_store_path)
+    store = EmbeddedStore(right.embedded_store_path("auth"))
     ring = KeyRing(
         store,
         kek=key_encryption_key(right),

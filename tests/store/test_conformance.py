@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import struct
 import sys
 import threading
@@ -791,7 +790,11 @@ async def test_opening_waits_while_another_connection_initialises_the_store(back
     if backend != "embedded":
         pytest.skip("creating the store file is an embedded-store concern")
     # Another connection is creating the store: the new file, not yet in WAL mode, is write-locked.
-    creator = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
+    # (Through apsw, the store's own SQLite: two SQLite libraries in one process do not see each
+    # other's POSIX locks, so mixing them on one file is unsafe.)
+    import apsw
+
+    creator = apsw.Connection(str(location))
     creator.execute("BEGIN IMMEDIATE")
     creator.execute("CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
     release = threading.Timer(0.3, lambda: creator.execute("COMMIT"))
