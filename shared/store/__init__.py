@@ -27,9 +27,13 @@ def open_store(settings: CommonSettings, service: str) -> Store:
 
         return FdbStore(settings.fdb_cluster_file, deadline_seconds=settings.store_deadline_seconds)
     from shared.store.embedded import EmbeddedStore
+    from shared.store.legacy import migrate_legacy_store
 
+    path = settings.embedded_store_path(service)
+    if path.parent.is_dir():
+        migrate_legacy_store(path, service)
     return EmbeddedStore(
-        settings.embedded_store_path(service),
+        path,
         sync=settings.store_sync,
         deadline_seconds=settings.store_deadline_seconds,
         wal_limit_bytes=settings.store_wal_limit_bytes,

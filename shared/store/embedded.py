@@ -67,6 +67,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT N
 _OPEN_TIMEOUT_SECONDS = 5.0
 _READ_BUSY_TIMEOUT_MS = 2_000
 _LOCK_POLL_MS = 100
+_CHECKPOINT_WAIT_MS = 1_000
 _BATCH_LIMIT = 256
 # Per mutation, FoundationDB counts some bytes beyond key and value; this keeps the estimate honest.
 _MUTATION_OVERHEAD = 16
@@ -521,16 +522,26 @@ class EmbeddedStore:
             commit.future.set_result(None)
 
     def _checkpoint_if_needed(self, conn: apsw.Connection) -> None:
-        """Keep the WAL bounded: a passive checkpoint when it has grown, a truncating one past half
-        the limit (it waits briefly for readers, whose snapshots last milliseconds)."""
+        """Keep the WAL bounded: a passive checkpoint once it has grown, a truncating one past a
+        quarter of the limit. The truncating one waits (up to a second) for the other processes'
+        writers and readers, whose transactions last milliseconds, so the WAL starts over."""
         size = self.wal_bytes()
         if size < 4 * 1024 * 1024:
             return
-        mode = apsw.SQLITE_CHECKPOINT_TRUNCATE if size > self.wal_limit_bytes // 2 else apsw.SQLITE_CHECKPOINT_PASSIVE
-        with contextlib.suppress(apsw.BusyError, apsw.LockedError):
+        truncate = size > self.wal_limit_bytes // 4
+        if truncate:
+            conn.set_busy_timeout(_CHECKPOINT_WAIT_MS)
+        try:
+            mode = apsw.SQLITE_CHECKPOINT_TRUNCATE if truncate else apsw.SQLITE_CHECKPOINT_PASSIVE
             conn.wal_checkpoint(mode=mode)
             self.checkpoints += 1
             self.last_checkpoint_at = time.monotonic()
+        except (apsw.BusyError, apsw.LockedError) as error:
+            if truncate:
+                log.warning("WAL of %s at %.0f MB could not be truncated yet (%s)", self.path.name, size / 2**20, error)
+        finally:
+            if truncate:
+                conn.set_busy_timeout(_LOCK_POLL_MS)
 
     # Health and metrics.
     def wal_bytes(self) -> int:

@@ -53,15 +53,26 @@ class _FdbTransaction:
     def __init__(self, tr: Any) -> None:
         self._tr = tr
         self.dead = False
+        self.poisoned: Exception | None = None
 
     def _live(self) -> Any:
         if self.dead:
             raise TransactionCancelled("the transaction was used after its attempt ended")
         return self._tr
 
+    def _guard(self, error: Exception) -> Exception:
+        """A client error seen inside the function fails the commit too, even if the function caught it."""
+        self.poisoned = self.poisoned or error
+        return translate(error)
+
     def get(self, key: bytes) -> bytes | None:
         check_sizes(key)
-        value = self._live().get(key).wait()
+        try:
+            value = self._live().get(key).wait()
+        except Exception as error:
+            if getattr(error, "code", None) is None:
+                raise
+            raise self._guard(error) from error
         return bytes(value) if value.present() else None
 
     def set(self, key: bytes, value: bytes) -> None:
@@ -80,8 +91,13 @@ class _FdbTransaction:
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[tuple[bytes, bytes]]:
         check_range(begin, end)
-        rows = self._live().get_range(begin, end, limit=limit, reverse=reverse)
-        return [(bytes(kv.key), bytes(kv.value)) for kv in rows]
+        try:
+            rows = self._live().get_range(begin, end, limit=limit, reverse=reverse)
+            return [(bytes(kv.key), bytes(kv.value)) for kv in rows]
+        except Exception as error:
+            if getattr(error, "code", None) is None:
+                raise
+            raise self._guard(error) from error
 
     def add(self, key: bytes, delta: int) -> None:
         check_sizes(key)
@@ -117,7 +133,14 @@ class FdbStore:
         while True:
             attempt = _FdbTransaction(tr)
             try:
-                result = fn(attempt)
+                try:
+                    result = fn(attempt)
+                except StoreError as error:
+                    if attempt.poisoned is None:
+                        raise
+                    raise attempt.poisoned from error
+                if attempt.poisoned is not None:
+                    raise attempt.poisoned
                 tr.commit().wait()
                 return result
             except fdb.FDBError as error:

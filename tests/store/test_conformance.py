@@ -30,9 +30,16 @@ from fdb.subspace_impl import Subspace
 
 from shared.store.base import (
     KEY_SIZE_LIMIT,
+    TRANSACTION_AGE_LIMIT_SECONDS,
+    TRANSACTION_SIZE_LIMIT,
     VALUE_SIZE_LIMIT,
+    KeyOutsideLegalRange,
     Store,
     StoreUnavailable,
+    TransactionCancelled,
+    TransactionTimedOut,
+    TransactionTooLarge,
+    TransactionTooOld,
     decode_counter,
     encode_counter,
 )
@@ -45,14 +52,14 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 
-def open_store(backend: str, location: Path, *, sync: str = "normal") -> Any:
+def open_store(backend: str, location: Path, *, sync: str = "normal", deadline: float = 5.0) -> Any:
     if backend == "embedded":
         from shared.store.embedded import EmbeddedStore
 
-        return EmbeddedStore(location, sync=sync)
+        return EmbeddedStore(location, sync=sync, deadline_seconds=deadline)
     from shared.store.fdb_backend import FdbStore
 
-    return FdbStore(location)
+    return FdbStore(location, deadline_seconds=deadline)
 
 
 @pytest.fixture(params=["embedded", "fdb"])
@@ -831,3 +838,277 @@ async def test_concurrent_first_transactions_on_a_fresh_store_all_succeed(backen
 def test_embedded_store_rejects_unknown_sync_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sync"):
         open_store("embedded", tmp_path / "store.sqlite3", sync="sometimes")
+
+
+# --- 11. FoundationDB's contract, enforced -----------------------------------------------------
+
+
+async def test_a_swallowed_error_does_not_commit_half_a_transfer(
+    store: Store, space: Subspace, backend: str, location: Path
+) -> None:
+    """Another connection spends the money while the transfer runs; the transfer swallows every
+    error around its writes. It must still run again on fresh data, never commit half of itself."""
+    checking, savings = space.pack(("checking",)), space.pack(("savings",))
+    await write(store, {checking: b"100", savings: b"0"})
+    other = open_store(backend, location)
+    seen: list[int] = []
+
+    def transfer(tx: Any) -> None:
+        balance = int(tx.get(checking))
+        if not seen:
+            other.run_sync(lambda otx: otx.set(checking, b"0"))
+        seen.append(balance)
+        if balance < 100:
+            return
+        with contextlib.suppress(Exception):
+            tx.set(checking, str(balance - 100).encode())
+        with contextlib.suppress(Exception):
+            tx.set(savings, str(int(tx.get(savings)) + 100).encode())
+
+    try:
+        await store.run(transfer)
+    finally:
+        other.close()
+    assert seen == [100, 0]
+    assert await store.run(lambda tx: (tx.get(checking), tx.get(savings))) == (b"0", b"0")
+
+
+async def test_a_swallowed_store_error_fails_the_commit(store: Store, space: Subspace) -> None:
+    key = space.pack(("k",))
+
+    def fn(tx: Any) -> None:
+        with contextlib.suppress(KeyOutsideLegalRange):
+            tx.get(b"\xff/system")
+        tx.set(key, b"must not commit")
+
+    with pytest.raises(KeyOutsideLegalRange):
+        await store.run(fn)
+    assert await read_all(store, space) == []
+
+
+async def test_a_transaction_older_than_five_seconds_runs_again(space: Subspace, backend: str, location: Path) -> None:
+    # The retry loop's deadline must leave room for a second attempt after the first grew too old.
+    store = open_store(backend, location, deadline=12.0)
+    key = space.pack(("slow",))
+    too_old: list[int] = []
+    attempts: list[int] = []
+
+    def fn(tx: Any) -> None:
+        attempts.append(1)
+        tx.get(key)
+        if len(attempts) == 1:
+            time.sleep(TRANSACTION_AGE_LIMIT_SECONDS + 0.2)
+            try:
+                tx.get(key)
+            except TransactionTooOld:
+                too_old.append(1)  # swallowed: the commit must fail anyway
+        tx.set(key, b"attempt %d" % len(attempts))
+
+    try:
+        await store.run(fn)
+        assert too_old == [1]
+        assert len(attempts) == 2
+        assert await store.run(lambda tx: tx.get(key)) == b"attempt 2"
+    finally:
+        store.close()
+
+
+async def test_a_transaction_over_ten_megabytes_is_refused_whole(store: Store, space: Subspace) -> None:
+    value = b"v" * VALUE_SIZE_LIMIT
+
+    def big(tx: Any) -> None:
+        for i in range(TRANSACTION_SIZE_LIMIT // VALUE_SIZE_LIMIT + 2):
+            tx.set(space.pack(("big", i)), value)
+
+    with pytest.raises(TransactionTooLarge):
+        await store.run(big)
+
+    def many(tx: Any) -> None:
+        for i in range(250_000):
+            tx.set(space.pack(("many", i)), b"x" * 20)
+
+    with pytest.raises(TransactionTooLarge):
+        await store.run(many)
+    assert await read_all(store, space) == []
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda tx: tx.set("text key", b"v"),
+        lambda tx: tx.set(b"k", "text value"),
+        lambda tx: tx.get("text key"),
+        lambda tx: tx.clear("text key"),
+        lambda tx: tx.get_range("a", b"b"),
+        lambda tx: tx.add("text key", 1),
+    ],
+)
+async def test_keys_and_values_must_be_bytes(store: Store, space: Subspace, operation: Any) -> None:
+    with pytest.raises(TypeError):
+        await store.run(operation)
+    assert await read_all(store, space) == []
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda tx: tx.set(b"\xff/conf", b"v"),
+        lambda tx: tx.get(b"\xffkey"),
+        lambda tx: tx.clear(b"\xff"),
+        lambda tx: tx.add(b"\xff\x02counter", 1),
+        lambda tx: tx.get_range(b"\xff", b"\xff\xff"),
+        lambda tx: tx.clear_range(b"", b"\xff\x01"),
+    ],
+)
+async def test_the_system_keyspace_is_refused(store: Store, operation: Any) -> None:
+    with pytest.raises(KeyOutsideLegalRange):
+        await store.run(operation)
+
+
+async def test_a_transaction_object_is_dead_once_its_attempt_ended(store: Store, space: Subspace) -> None:
+    leaked: list[Any] = []
+    key = space.pack(("leaked",))
+    await store.run(leaked.append)
+    for use in (lambda: leaked[0].set(key, b"v"), lambda: leaked[0].get(key), lambda: leaked[0].add(key, 1)):
+        with pytest.raises(TransactionCancelled):
+            use()
+    assert await read_all(store, space) == []
+
+
+async def test_adds_from_leaked_objects_on_two_threads_never_land(store: Store, space: Subspace) -> None:
+    leaked: list[Any] = []
+    key = space.pack(("counter",))
+    await store.run(leaked.append)
+    await store.run(leaked.append)
+
+    def hammer(tx: Any) -> int:
+        refused = 0
+        for _ in range(1_000):
+            try:
+                tx.add(key, 1)
+            except TransactionCancelled:
+                refused += 1
+        return refused
+
+    refused = await asyncio.gather(*(asyncio.to_thread(hammer, tx) for tx in leaked))
+    assert refused == [1_000, 1_000]
+    assert await store.run(lambda tx: tx.get(key)) is None
+
+
+# --- 12. liveness and a bounded WAL (embedded: real processes on one service's file) -----------
+
+STALL_SECONDS = 20.0
+STALLER = """
+import apsw, os, signal, sys
+conn = apsw.Connection(sys.argv[1])
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (b"stalled", b"writer"))
+print("holding the write lock", flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)
+conn.execute("COMMIT")
+"""
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def test_a_stalled_writer_costs_other_writers_the_deadline_and_nothing_else(tmp_path: Path) -> None:
+    from shared.store.embedded import EmbeddedStore
+
+    stalled_path, other_path = tmp_path / "session.sqlite3", tmp_path / "audit.sqlite3"
+    same = EmbeddedStore(stalled_path, deadline_seconds=1.0)
+    other_service = EmbeddedStore(other_path, deadline_seconds=1.0)
+    await same.run(lambda tx: tx.set(b"existing", b"row"))
+    staller = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STALLER, str(stalled_path), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert staller.stdout is not None
+        assert (await asyncio.wait_for(staller.stdout.readline(), 10)).strip() == b"holding the write lock"
+        reads: list[float] = []
+        other_writes: list[float] = []
+        failures: list[float] = []
+        stop_at = time.monotonic() + STALL_SECONDS
+        while time.monotonic() < stop_at:
+            started = time.monotonic()
+            assert await same.run(lambda tx: tx.get(b"existing")) == b"row"
+            reads.append(time.monotonic() - started)
+            started = time.monotonic()
+            await other_service.run(lambda tx: tx.set(b"k", b"%f" % time.time()))
+            other_writes.append(time.monotonic() - started)
+            if len(failures) < 3:
+                started = time.monotonic()
+                with pytest.raises(TransactionTimedOut):
+                    await same.run(lambda tx: tx.set(b"blocked", b"write"))
+                failures.append(time.monotonic() - started)
+            await asyncio.sleep(0.01)
+        assert p99(reads) < 0.05, f"reads p99 {p99(reads) * 1000:.1f} ms"
+        assert p99(other_writes) < 0.05, f"other service's writes p99 {p99(other_writes) * 1000:.1f} ms"
+        assert max(failures) < 1.0 + 0.5, failures
+        staller.kill()  # the stalled writer dies: its lock goes with it
+        await staller.wait()
+        await same.run(lambda tx: tx.set(b"after", b"recovered"))
+        assert await same.run(lambda tx: tx.get(b"stalled")) is None
+    finally:
+        if staller.returncode is None:
+            staller.kill()
+            await staller.wait()
+        same.close()
+        other_service.close()
+
+
+WAL_SECONDS = float(os.environ.get("CODITECT_WAL_TEST_SECONDS", "60"))
+WAL_BOUND = 64 * 1024 * 1024
+WAL_WRITER = """
+import os, random, sys, time
+from pathlib import Path
+from shared.store.embedded import EmbeddedStore
+
+store = EmbeddedStore(Path(sys.argv[1]))
+stop_at = time.monotonic() + float(sys.argv[2])
+value = os.urandom(80_000)
+commits = 0
+while time.monotonic() < stop_at:
+    key = b"wal/%d/%d" % (os.getpid(), random.randrange(100))
+    store.run_sync(lambda tx: tx.set(key, value))
+    commits += 1
+store.close()
+print(commits, flush=True)
+"""
+
+
+async def test_the_wal_stays_bounded_under_four_sustained_writers(tmp_path: Path) -> None:
+    from shared.store.embedded import EmbeddedStore
+
+    path = tmp_path / "file_event.sqlite3"
+    EmbeddedStore(path).close()
+    wal = path.with_name(path.name + "-wal")
+    writers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WAL_WRITER,
+            str(path),
+            str(WAL_SECONDS),
+            cwd=ROOT,
+            env=CHILD_ENV,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    largest = 0
+    try:
+        while any(w.returncode is None for w in writers):
+            largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+            await asyncio.sleep(0.1)
+        commits = [int((await w.communicate())[0]) for w in writers]
+    finally:
+        for w in writers:
+            if w.returncode is None:
+                w.kill()
+                await w.wait()
+    assert all(w.returncode == 0 for w in writers)
+    assert min(commits) > 100, commits  # every writer really wrote
+    assert largest < WAL_BOUND, f"the WAL reached {largest / 2**20:.0f} MB"
