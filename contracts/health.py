@@ -21,6 +21,10 @@ class ServiceHealth(BaseModel):
 
 
 class Pong(ServiceHealth):
+    store_stats: dict[str, float] = Field(
+        default_factory=dict,
+        description="The store's own figures (embedded: WAL bytes and bound, checkpoints, seconds since the last).",
+    )
     instance: str = Field(
         description="Host and process of the replica that answered: for operators on the bus and in logs, "
         "never on a public route."

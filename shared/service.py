@@ -85,6 +85,7 @@ def _register_ping(ctx: ServiceContext) -> None:
             status="ok" if store_ok else "degraded",
             store="ok" if store_ok else "unavailable",
             echo=message.echo,
+            store_stats=ctx.store.stats(),
         )
 
 

@@ -122,6 +122,10 @@ class Store(Protocol):
         """Raise ``StoreUnavailable`` unless the store answers a read."""
         ...
 
+    def stats(self) -> dict[str, float]:
+        """Figures for operators (the embedded store: its WAL and checkpoints)."""
+        ...
+
     def close(self) -> None: ...
 
 

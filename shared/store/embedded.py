@@ -547,7 +547,7 @@ class EmbeddedStore:
     def wal_bytes(self) -> int:
         try:
             return self.path.with_name(f"{self.path.name}-wal").stat().st_size
-        except FileNotFoundError:
+        except OSError:  # no WAL yet, or no store folder at all (the ping says the store is unavailable)
             return 0
 
     def stats(self) -> dict[str, float]:

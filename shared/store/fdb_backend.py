@@ -165,5 +165,8 @@ class FdbStore:
         except Exception as error:
             raise StoreUnavailable(f"FoundationDB not answering: {error}") from error
 
+    def stats(self) -> dict[str, float]:
+        return {}  # FoundationDB reports its own health (fdbcli --exec status)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -182,3 +182,15 @@ async def test_many_concurrent_requests_to_a_dead_service_do_not_hang(bare_gatew
     statuses = await asyncio.gather(*(one() for _ in range(50)))
     assert set(statuses) == {503}
     assert time.monotonic() - started < 3.0
+
+
+async def test_ready_reports_each_embedded_stores_wal_and_checkpoints(system: Gateway) -> None:
+    async with system.session.get(f"{system.api}/ready") as response:
+        body = await response.json()
+    assert response.status == 200, body
+    stores = body["data"]["stores"]
+    assert set(stores) == {"auth", "session", "provisioning", "file_event", "audit"}
+    auth = stores["auth"]
+    assert auth["wal_limit_bytes"] == 64 * 1024 * 1024
+    assert 0 <= auth["wal_bytes"] < auth["wal_limit_bytes"]
+    assert auth["seconds_since_checkpoint"] >= 0

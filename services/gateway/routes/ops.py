@@ -72,6 +72,8 @@ async def ready(request: web.Request) -> web.Response:
         *(bus.request(subjects.ping(name), Ping(), timeout=timeout) for name in subjects.SERVICES)
     )
     states = {name: _service_state(name, reply) for name, reply in zip(subjects.SERVICES, replies, strict=True)}
+    stores = {name: _store_figures(reply) for name, reply in zip(subjects.SERVICES, replies, strict=True)}
+    stores = {name: figures for name, figures in stores.items() if figures}
     down = [name for name, state in states.items() if state != "ok"]
     problems = [f"{name} {states[name]}" for name in down]
     revocations = _revocation_state(request)
@@ -82,9 +84,16 @@ async def ready(request: web.Request) -> web.Response:
         raise ApiError.of(
             ErrorCode.SERVICE_UNAVAILABLE,
             "not ready: " + ", ".join(problems),
-            {"bus": "ok", "services": states, "revocations": revocations, "down": down},
+            {"bus": "ok", "services": states, "revocations": revocations, "stores": stores, "down": down},
         )
-    return ok({"status": "ready", "bus": "ok", "revocations": "current", "services": states})
+    return ok({"status": "ready", "bus": "ok", "revocations": "current", "services": states, "stores": stores})
+
+
+def _store_figures(reply: Reply) -> dict[str, float]:
+    """The embedded store's WAL size, bound and checkpoint lag: numbers only, no paths or hosts."""
+    result = reply.result if reply.ok and isinstance(reply.result, dict) else {}
+    figures = result.get("store_stats") or {}
+    return {k: v for k, v in figures.items() if isinstance(k, str) and isinstance(v, int | float)}
 
 
 async def ping_service(request: web.Request) -> web.Response:
