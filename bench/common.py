@@ -65,9 +65,9 @@ def machine() -> str:
 
 
 def sqlite_version() -> str:
-    import sqlite3
+    import apsw
 
-    return sqlite3.sqlite_version
+    return f"{apsw.sqlite_lib_version()} (apsw {apsw.apsw_version()})"
 
 
 def now_text() -> str:

@@ -2,13 +2,17 @@
 
 Runs a list of timed measurements on one SQLite file, each ``[impl, op]`` for ``duration`` seconds:
 
-- impl ``raw``: plain ``sqlite3`` with the store's pragmas (WAL, ``synchronous``, busy timeout);
-  a write is ``BEGIN; INSERT OR REPLACE; COMMIT``, reads are single autocommit ``SELECT``s.
-- impl ``run_sync``: ``EmbeddedStore.run_sync(fn)``, the retry loop on the calling thread.
-- impl ``run``: ``await EmbeddedStore.run(fn)``, what services call (a hop to the store's thread pool).
+- impl ``raw``: plain SQLite through apsw (the store's own SQLite) with the store's pragmas (WAL,
+  ``synchronous``, busy timeout); a write is ``BEGIN; INSERT OR REPLACE; COMMIT``, reads are single
+  autocommit ``SELECT``s.
+- impl ``run_sync``: ``EmbeddedStore.run_sync(fn)``: the function on the calling thread, the commit
+  on the store's writer thread.
+- impl ``run``: ``await EmbeddedStore.run(fn)``, what services call: the function inline on the
+  event loop, a commit handed to the writer thread.
 
 ops: ``write`` (one key of 10,000, 100-byte value, committed), ``get`` (one key), ``range`` (100
-consecutive keys). Keys are tuple-layer keys ``fdb.tuple.pack(("bench", i))``. The first
+consecutive keys), ``transfer`` (read two of 1,000 account keys, write both: the bank transfer),
+``bigwrite`` (an 80 kB value, one of 400 keys). Keys are tuple-layer keys. The first
 measurement waits, with ``barrier``, for a line on stdin after printing ``ready``, so several
 processes start together. Prints one JSON
 list: ops, seconds and, for the store, how many times transaction functions ran (retries included).
@@ -19,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import apsw
 import fdb.tuple
 
 KEYS = 10_000
@@ -38,16 +42,12 @@ def key(i: int) -> bytes:
     return bytes(fdb.tuple.pack(("bench", i)))
 
 
-def raw_connection(path: Path, sync: str) -> sqlite3.Connection:
-    from shared.store import embedded
-
-    schema = getattr(embedded, "_SCHEMA", SCHEMA)
-    busy_ms = getattr(embedded, "_BUSY_TIMEOUT_MS", 5_000)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    conn.execute("PRAGMA journal_mode = WAL")
+def raw_connection(path: Path, sync: str) -> apsw.Connection:
+    conn = apsw.Connection(str(path))
+    conn.set_busy_timeout(5_000)
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
     conn.execute(f"PRAGMA synchronous = {sync.upper()}")
-    conn.execute(schema)
+    conn.execute(SCHEMA)
     return conn
 
 
@@ -71,7 +71,36 @@ class Counter:
     calls = 0
 
 
+ACCOUNTS = 1_000
+
+
+def account(i: int) -> bytes:
+    return bytes(fdb.tuple.pack(("bench", "account", i)))
+
+
+BIG_VALUE = bytes(random.Random(7).getrandbits(8) for _ in range(80_000))
+
+
 def _tx_function(op: str, rng: random.Random, counter: Counter) -> Callable[[Any], Any]:
+    if op == "bigwrite":
+        k = bytes(fdb.tuple.pack(("bench", "big", rng.randrange(400))))
+
+        def bigwrite(tx: Any) -> None:
+            counter.calls += 1
+            tx.set(k, BIG_VALUE)
+
+        return bigwrite
+    if op == "transfer":
+        source, target = rng.sample(range(ACCOUNTS), 2)
+        a, b = account(source), account(target)
+
+        def transfer(tx: Any) -> None:
+            counter.calls += 1
+            balance_a, balance_b = int(tx.get(a) or b"1000"), int(tx.get(b) or b"1000")
+            tx.set(a, b"%d" % (balance_a - 1))
+            tx.set(b, b"%d" % (balance_b + 1))
+
+        return transfer
     if op == "write":
         k = key(rng.randrange(KEYS))
 
@@ -98,7 +127,7 @@ def _tx_function(op: str, rng: random.Random, counter: Counter) -> Callable[[Any
     return get_range
 
 
-def measure_raw(conn: sqlite3.Connection, op: str, duration: float, rng: random.Random) -> dict[str, Any]:
+def measure_raw(conn: apsw.Connection, op: str, duration: float, rng: random.Random) -> dict[str, Any]:
     count = 0
     started = time.perf_counter()
     deadline = started + duration

@@ -462,6 +462,7 @@ class EmbeddedStore:
                     conn = self._open(busy_timeout_ms=_LOCK_POLL_MS)
                     with self._lock:
                         self._connections.append(conn)
+                self._checkpoint_if_needed(conn)
                 self._commit_batch(conn, batch)
                 self._checkpoint_if_needed(conn)
             except BaseException as error:  # the connection is unusable: fail the batch, reopen
@@ -522,26 +523,36 @@ class EmbeddedStore:
             commit.future.set_result(None)
 
     def _checkpoint_if_needed(self, conn: apsw.Connection) -> None:
-        """Keep the WAL bounded: a passive checkpoint once it has grown, a truncating one past a
-        quarter of the limit. The truncating one waits (up to a second) for the other processes'
-        writers and readers, whose transactions last milliseconds, so the WAL starts over."""
+        """Keep the WAL bounded. Past 4 MB a passive checkpoint; past a quarter of the bound a
+        truncating one, which waits (up to a second) for the other processes' writers and readers,
+        whose transactions last milliseconds; past three quarters the writer keeps trying before it
+        commits anything more (backpressure: every process's writer does the same, so one succeeds)."""
         size = self.wal_bytes()
         if size < 4 * 1024 * 1024:
             return
-        truncate = size > self.wal_limit_bytes // 4
-        if truncate:
-            conn.set_busy_timeout(_CHECKPOINT_WAIT_MS)
+        if size <= self.wal_limit_bytes // 4:
+            with contextlib.suppress(apsw.BusyError, apsw.LockedError):
+                conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                self._checkpointed()
+            return
+        conn.set_busy_timeout(_CHECKPOINT_WAIT_MS)
         try:
-            mode = apsw.SQLITE_CHECKPOINT_TRUNCATE if truncate else apsw.SQLITE_CHECKPOINT_PASSIVE
-            conn.wal_checkpoint(mode=mode)
-            self.checkpoints += 1
-            self.last_checkpoint_at = time.monotonic()
-        except (apsw.BusyError, apsw.LockedError) as error:
-            if truncate:
-                log.warning("WAL of %s at %.0f MB could not be truncated yet (%s)", self.path.name, size / 2**20, error)
+            for _ in range(10):
+                try:
+                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+                    self._checkpointed()
+                    return
+                except (apsw.BusyError, apsw.LockedError) as error:
+                    size = self.wal_bytes()
+                    if size <= self.wal_limit_bytes * 3 // 4:
+                        return
+                    log.warning("WAL of %s at %.0f MB, not truncated yet (%s)", self.path.name, size / 2**20, error)
         finally:
-            if truncate:
-                conn.set_busy_timeout(_LOCK_POLL_MS)
+            conn.set_busy_timeout(_LOCK_POLL_MS)
+
+    def _checkpointed(self) -> None:
+        self.checkpoints += 1
+        self.last_checkpoint_at = time.monotonic()
 
     # Health and metrics.
     def wal_bytes(self) -> int:
