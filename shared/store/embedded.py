@@ -305,6 +305,7 @@ class EmbeddedStore:
         self._closed = False
         self.checkpoints = 0
         self.last_checkpoint_at = time.monotonic()
+        self._warned_at = 0.0
 
     # Opening.
     def _make_private(self) -> None:
@@ -462,7 +463,8 @@ class EmbeddedStore:
                     conn = self._open(busy_timeout_ms=_LOCK_POLL_MS)
                     with self._lock:
                         self._connections.append(conn)
-                self._checkpoint_if_needed(conn)
+                # Backpressure may hold this batch, never past the time its commits have left.
+                self._checkpoint_if_needed(conn, until=min(c.deadline for c in batch) - 1.0)
                 self._commit_batch(conn, batch)
                 self._checkpoint_if_needed(conn)
             except BaseException as error:  # the connection is unusable: fail the batch, reopen
@@ -522,7 +524,7 @@ class EmbeddedStore:
         for commit in committed:
             commit.future.set_result(None)
 
-    def _checkpoint_if_needed(self, conn: apsw.Connection) -> None:
+    def _checkpoint_if_needed(self, conn: apsw.Connection, until: float | None = None) -> None:
         """Keep the WAL bounded. Past 4 MB a passive checkpoint; past a quarter of the bound a
         truncating one, which waits (up to a second) for the other processes' writers and readers,
         whose transactions last milliseconds; past three quarters the writer keeps trying before it
@@ -537,16 +539,18 @@ class EmbeddedStore:
             return
         conn.set_busy_timeout(_CHECKPOINT_WAIT_MS)
         try:
-            for _ in range(10):
+            while True:
                 try:
                     conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
                     self._checkpointed()
                     return
                 except (apsw.BusyError, apsw.LockedError) as error:
                     size = self.wal_bytes()
-                    if size <= self.wal_limit_bytes * 3 // 4:
+                    if size <= self.wal_limit_bytes * 3 // 4 or until is None or time.monotonic() > until:
                         return
-                    log.warning("WAL of %s at %.0f MB, not truncated yet (%s)", self.path.name, size / 2**20, error)
+                    if time.monotonic() - self._warned_at > 10:
+                        self._warned_at = time.monotonic()
+                        log.warning("WAL of %s at %.0f MB, not truncated yet (%s)", self.path.name, size / 2**20, error)
         finally:
             conn.set_busy_timeout(_LOCK_POLL_MS)
 

@@ -1085,6 +1085,7 @@ async def test_the_wal_stays_bounded_under_four_sustained_writers(tmp_path: Path
     path = tmp_path / "file_event.sqlite3"
     EmbeddedStore(path).close()
     wal = path.with_name(path.name + "-wal")
+    logs = [(tmp_path / f"writer-{i}.log").open("wb") for i in range(4)]  # a file never fills like a pipe
     writers = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -1095,20 +1096,25 @@ async def test_the_wal_stays_bounded_under_four_sustained_writers(tmp_path: Path
             cwd=ROOT,
             env=CHILD_ENV,
             stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
         )
-        for _ in range(4)
+        for stderr in logs
     ]
     largest = 0
     try:
         while any(w.returncode is None for w in writers):
             largest = max(largest, wal.stat().st_size if wal.exists() else 0)
             await asyncio.sleep(0.1)
-        commits = [int((await w.communicate())[0]) for w in writers]
+        outputs = [(await w.communicate())[0] for w in writers]
     finally:
+        for log in logs:
+            log.close()
         for w in writers:
             if w.returncode is None:
                 w.kill()
                 await w.wait()
-    assert all(w.returncode == 0 for w in writers)
+    failures = [log.read_text()[-1500:] for log in tmp_path.glob("writer-*.log")]  # noqa: ASYNC240
+    assert all(w.returncode == 0 for w in writers), failures
+    commits = [int(out) for out in outputs]
     assert min(commits) > 100, commits  # every writer really wrote
     assert largest < WAL_BOUND, f"the WAL reached {largest / 2**20:.0f} MB"
