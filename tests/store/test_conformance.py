@@ -672,6 +672,65 @@ async def test_read_modify_writes_from_two_processes_lose_no_update(
     assert attempts > 2 * n, "the two processes never conflicted: the test did not exercise isolation"
 
 
+TRANSFER_CHILD = """
+import random
+prefix = bytes.fromhex(cfg["prefix"])
+rng = random.Random(cfg["seed"])
+accounts = cfg["accounts"]
+attempts = 0
+
+def account(i):
+    return prefix + bytes([i])
+
+def transfer(tx):
+    global attempts
+    attempts += 1
+    a, b = rng.sample(range(accounts), 2)
+    balance = int(tx.get(account(a)))
+    amount = rng.randrange(1, 10)
+    if balance >= amount:
+        tx.set(account(a), b"%d" % (balance - amount))
+        tx.set(account(b), b"%d" % (int(tx.get(account(b))) + amount))
+
+wait_for_go()
+for _ in range(cfg["n"]):
+    store.run_sync(transfer)
+store.close()
+print(json.dumps({"attempts": attempts}), flush=True)
+"""
+
+
+async def test_transfers_from_four_processes_keep_the_total_in_every_range_snapshot(
+    store: Store, space: Subspace, backend: str, location: Path
+) -> None:
+    """The bank invariant: money moves between accounts, never appears or vanishes, and every range
+    read taken while four processes transfer sees a consistent total."""
+    accounts, initial, n = 20, 1_000, 300
+    prefix = space.key()
+    await store.run(lambda tx: [tx.set(prefix + bytes([i]), b"%d" % initial) for i in range(accounts)])
+    total = accounts * initial
+    begin, end = prefix, prefix + b"\xff"
+    configs = [
+        {"backend": backend, "location": str(location), "prefix": prefix.hex(), "accounts": accounts, "n": n, "seed": i}
+        for i in range(4)
+    ]
+    audits: list[int] = []
+    async with children(TRANSFER_CHILD, configs) as started:
+        await start_together(started)
+        results_task = asyncio.gather(*(child.result() for child in started))
+        while not results_task.done():
+            rows = await store.run(lambda tx: tx.get_range(begin, end))
+            audits.append(sum(int(value) for _, value in rows))
+            await asyncio.sleep(0.002)
+        results = await results_task
+    assert audits, "no audit ran while the transfers did"
+    assert set(audits) == {total}, f"inconsistent snapshots: {sorted(set(audits) - {total})[:5]}"
+    rows = await store.run(lambda tx: tx.get_range(begin, end))
+    assert sum(int(value) for _, value in rows) == total
+    assert all(int(value) >= 0 for _, value in rows)
+    assert sum(result["attempts"] for result in results) > 4 * n, "the processes never conflicted"
+
+
 async def test_withdrawals_from_two_processes_never_overdraw(
     store: Store, space: Subspace, backend: str, location: Path
 ) -> None:
