@@ -40,6 +40,7 @@ ACCOUNT_LOCKED: Final = "auth.account_locked"
 TOKEN_REFRESHED: Final = "auth.token_refreshed"
 REFRESH_TOKEN_REUSED: Final = "auth.refresh_token_reused"
 LOGOUT_EVENT: Final = "auth.logout"
+LOGOUT_SUBJECT: Final = "evt.auth.logout"
 SESSION_REVOKED: Final = "auth.session_revoked"
 PASSWORD_CHANGED: Final = "auth.password_changed"
 SESSION_REVOKED_SUBJECT: Final = "evt.auth.session_revoked"
@@ -268,6 +269,18 @@ class Jwks(BaseModel):
 
 
 # Event data.
+class LogoutData(BaseModel):
+    """``data`` of ``auth.logout``."""
+
+    user_id: UUID | None = Field(default=None, description="Absent on events published before it was added.")
+    session_ids: list[UUID]
+    reason: str = Field(
+        default="logout",
+        description="logout: the caller's device was signed out; logout_all: every device of the user was.",
+        examples=["logout_all"],
+    )
+
+
 class SessionsRevokedData(BaseModel):
     user_id: UUID
     session_ids: list[UUID]

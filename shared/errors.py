@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.envelope import ErrorCode, Reply
+from contracts.identity import BusRequest, Caller
 
 
 class ServiceError(Exception):
@@ -25,3 +26,10 @@ def not_found(what: str) -> ServiceError:
 
 def forbidden(message: str = "not allowed") -> ServiceError:
     return ServiceError(ErrorCode.FORBIDDEN, message)
+
+
+def caller_of(message: BusRequest) -> Caller:
+    """The verified caller of a request that needs one (the gateway sets it from the access token)."""
+    if message.caller is None:
+        raise ServiceError(ErrorCode.UNAUTHORIZED, "this operation needs an authenticated caller")
+    return message.caller

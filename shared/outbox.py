@@ -63,6 +63,16 @@ class Outbox:
                         log.error("outbox row %r cannot be decoded; moved to the dead-letter keys", key)
             return len(published) + len(undecodable)
 
+    async def publish_soon(self, within: float) -> None:
+        """After a commit: publish what was staged, for ``within`` seconds at most. The change is
+        committed whatever happens here; what is not out in time, the background loop delivers."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.flush()), within)
+        except TimeoutError:
+            log.warning("events not yet published after commit; the outbox will deliver them")
+        except Exception as error:
+            log.warning("events not published after commit (%s); the outbox will deliver them", error)
+
     def _clear(self, tx: Transaction, published: list[bytes], undecodable: list[tuple[bytes, bytes]]) -> None:
         for key in published:
             tx.clear(key)

@@ -126,8 +126,10 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
         while True:
             await bus.wait_for_nats(ctx.settings.nats_url, ctx.name, stop=stop)
             try:
-                await asyncio.wait_for(ctx.broker.start(), 10)
+                # Streams before subscribers: a durable JetStream consumer cannot bind to a missing stream.
+                await asyncio.wait_for(ctx.broker.connect(), 10)
                 await bus.ensure_streams(ctx.broker)
+                await asyncio.wait_for(ctx.broker.start(), 10)
                 break
             except Exception as error:
                 log.error("%s could not start on NATS (%s); retrying", ctx.name, error)

@@ -36,6 +36,9 @@ class CommonSettings(BaseSettings):
         default=5.0, description="A transaction still not committed after this long fails fast (retryable)."
     )
     store_wal_limit_bytes: int = Field(default=64 * 1024 * 1024, description="The embedded store's WAL bound.")
+    publish_after_commit_seconds: float = Field(
+        default=0.5, description="How long a request waits to publish its events; the outbox loop sends the rest."
+    )
 
     def embedded_store_path(self, service: str) -> Path:
         """One database file per service: the embedded analogue of owning a key prefix."""

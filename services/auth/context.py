@@ -3,8 +3,6 @@ the transaction's outbox, revoking families, issuing tokens, publishing after co
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,20 +18,12 @@ from services.auth.keys import AccessClaims, sign_access_token
 from services.auth.lockout import LockoutPolicy, WindowCount
 from services.auth.passwords import PasswordHashing
 from services.auth.settings import AuthSettings
-from shared.errors import ServiceError
+from shared.errors import ServiceError, caller_of
 from shared.outbox import Outbox
 from shared.store import Store, Transaction
 from shared.telemetry import current_trace_id
 
-log = logging.getLogger(__name__)
-
 INVALID_CREDENTIALS = ServiceError(ErrorCode.INVALID_CREDENTIALS, "email or password is wrong")
-
-
-def caller_of(message: BusRequest) -> Caller:
-    if message.caller is None:
-        raise ServiceError(ErrorCode.UNAUTHORIZED, "this operation needs an authenticated caller")
-    return message.caller
 
 
 def require_admin(message: BusRequest) -> Caller:
@@ -112,12 +102,7 @@ class AuthContext:
     async def publish_staged(self) -> None:
         """After a commit: publish what was staged, briefly. The change is committed whatever
         happens here; what is not out within the bound, the outbox's loop delivers."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.outbox.flush()), self.settings.publish_after_commit_seconds)
-        except TimeoutError:
-            log.warning("events not yet published after commit; the outbox will deliver them")
-        except Exception as error:
-            log.warning("events not published after commit (%s); the outbox will deliver them", error)
+        await self.outbox.publish_soon(self.settings.publish_after_commit_seconds)
 
     # Families.
     def revoke(

@@ -8,10 +8,10 @@ from contracts import auth as api
 from contracts.envelope import ErrorCode
 from contracts.identity import BusRequest, Caller
 from services.auth import repository as repo
-from services.auth.context import AuthContext, caller_of
-from services.auth.cursors import decode_offset, encode_cursor
+from services.auth.context import AuthContext
 from services.auth.keys import utcnow
-from shared.errors import ServiceError
+from shared.cursors import decode_offset, encode_cursor
+from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
 Choose = Callable[[repo.AuthSessionRecord, Caller], bool]
@@ -32,7 +32,11 @@ async def _revoke_where(
                 message,
                 tenant_id=caller.tenant_id,
                 user_id=caller.user_id,
-                data={"session_ids": [str(s.id) for s in sessions if s.revoked_at is None]},
+                data=api.LogoutData(
+                    user_id=caller.user_id,
+                    session_ids=[s.id for s in sessions if s.revoked_at is None],
+                    reason=reason,
+                ).model_dump(mode="json"),
             )
         return ctx.revoke(tx, sessions, reason, message, now)
 

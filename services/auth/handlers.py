@@ -15,10 +15,10 @@ from contracts import subjects
 from contracts.envelope import ErrorCode
 from contracts.identity import BusRequest, Caller
 from services.auth import devices, login, profile, registration, rotation
-from services.auth.context import AuthContext, caller_of
+from services.auth.context import AuthContext
 from services.auth.keyring import RotationTooSoon
 from shared.bus import replies
-from shared.errors import ServiceError
+from shared.errors import ServiceError, caller_of
 
 UseCase = Callable[[Any], Awaitable[Any]]
 

@@ -13,10 +13,10 @@ from contracts import auth as api
 from contracts.envelope import ErrorCode
 from services.auth import repository as repo
 from services.auth.attempts import leased
-from services.auth.context import INVALID_CREDENTIALS, AuthContext, caller_of
+from services.auth.context import INVALID_CREDENTIALS, AuthContext
 from services.auth.keys import utcnow
 from services.auth.refresh_tokens import new_refresh_token, token_hash
-from shared.errors import ServiceError
+from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
 

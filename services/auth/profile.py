@@ -6,9 +6,9 @@ from contracts import auth as api
 from contracts.envelope import ErrorCode
 from contracts.identity import Caller
 from services.auth import repository as repo
-from services.auth.context import AuthContext, caller_of
+from services.auth.context import AuthContext
 from services.auth.keys import utcnow
-from shared.errors import ServiceError
+from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
 

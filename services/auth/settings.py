@@ -40,9 +40,6 @@ class AuthSettings(TokenSettings):
     register_address_limit: int = Field(default=20, description="Sign-ups per address per window.")
     register_address_window_seconds: float = 3600.0
     register_global_limit: int = Field(default=600, description="Sign-ups per minute per auth replica.")
-    publish_after_commit_seconds: float = Field(
-        default=0.5, description="How long a request waits to publish its events; the outbox loop sends the rest."
-    )
     # Signing keys at rest and rotation.
     signing_key_encryption_key_file: Path | None = Field(
         default=None,
