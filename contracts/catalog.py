@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from contracts import auth, subjects
+from contracts import auth, session, subjects
 from contracts.envelope import Reply
 from contracts.events import Event
 from contracts.health import Ping, Pong
@@ -45,6 +45,13 @@ OPERATIONS: list[Operation] = [
     Operation(auth.GET_TENANT, auth.GetTenant, auth.TenantPublic, "The caller's tenant"),
     Operation(auth.LIST_TENANT_USERS, auth.ListTenantUsers, auth.UserPage, "Users of the caller's tenant"),
     Operation(auth.ADD_TENANT_USER, auth.AddTenantUser, auth.UserPublic, "Add a user to the caller's tenant"),
+    Operation(session.CREATE, session.CreateSession, session.Session, "Open a workspace session for the caller"),
+    Operation(session.LIST, session.ListSessions, session.SessionPage, "A user's sessions, most recent first"),
+    Operation(session.GET, session.GetSession, session.Session, "One of the caller's sessions"),
+    Operation(session.UPDATE, session.UpdateSession, session.Session, "Rename or change the status of a session"),
+    Operation(session.DELETE, session.DeleteSession, None, "Delete one of the caller's sessions"),
+    Operation(session.FORK, session.ForkSession, session.Session, "A new session branching from one of the caller's"),
+    Operation(session.TOUCH, session.TouchSession, session.Session, "Record an access to a session"),
 ]
 
 EVENTS: list[EventChannel] = [
@@ -54,7 +61,12 @@ EVENTS: list[EventChannel] = [
     EventChannel(auth.ACCOUNT_LOCKED, subjects.EVENTS_STREAM, "An account was locked after repeated failures"),
     EventChannel(auth.TOKEN_REFRESHED, subjects.EVENTS_STREAM, "A refresh token was spent for a new pair"),
     EventChannel(auth.REFRESH_TOKEN_REUSED, subjects.EVENTS_STREAM, "A spent refresh token was presented again"),
-    EventChannel(auth.LOGOUT_EVENT, subjects.EVENTS_STREAM, "A user logged out"),
+    EventChannel(
+        auth.LOGOUT_EVENT,
+        subjects.EVENTS_STREAM,
+        "A user logged out of one device or of every one (the session service ends sessions on the latter)",
+        auth.LogoutData,
+    ),
     EventChannel(
         auth.SESSION_REVOKED,
         subjects.EVENTS_STREAM,
@@ -62,6 +74,15 @@ EVENTS: list[EventChannel] = [
         auth.SessionsRevokedData,
     ),
     EventChannel(auth.PASSWORD_CHANGED, subjects.EVENTS_STREAM, "A user changed their password"),
+    EventChannel(session.SESSION_CREATED, subjects.EVENTS_STREAM, "A session was opened", session.SessionEventData),
+    EventChannel(
+        session.SESSION_UPDATED,
+        subjects.EVENTS_STREAM,
+        "A session was renamed or changed status (by its user, the idle sweep or a logout of every device)",
+        session.SessionEventData,
+    ),
+    EventChannel(session.SESSION_FORKED, subjects.EVENTS_STREAM, "A session was forked", session.SessionEventData),
+    EventChannel(session.SESSION_DELETED, subjects.EVENTS_STREAM, "A session was deleted", session.SessionEventData),
 ]
 
 ENVELOPE = Reply

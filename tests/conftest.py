@@ -30,6 +30,18 @@ def auth_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
+def session_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the session service (e.g. the quota, the idle time)."""
+    return {}
+
+
+@pytest.fixture
+def session_in_process() -> bool:
+    """Whether ``system`` runs the session service in this process (a test may run it as a child instead)."""
+    return True
+
+
+@pytest.fixture
 def gateway_overrides() -> dict[str, Any]:
     """Settings a test module may override for the gateway (e.g. trusting the client's trace context)."""
     return {}
@@ -37,13 +49,20 @@ def gateway_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 async def system(
-    nats: NatsServer, tmp_path: Path, auth_overrides: dict[str, Any], gateway_overrides: dict[str, Any]
+    nats: NatsServer,
+    tmp_path: Path,
+    auth_overrides: dict[str, Any],
+    session_overrides: dict[str, Any],
+    session_in_process: bool,
+    gateway_overrides: dict[str, Any],
 ) -> AsyncIterator[Gateway]:
     """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
     from contracts.subjects import SERVICES
     from services.auth.app import build as build_auth
     from services.auth.settings import AuthSettings
     from services.gateway.settings import GatewaySettings
+    from services.session.app import build as build_session
+    from services.session.settings import SessionSettings
     from shared.settings import CommonSettings
 
     env = service_env(nats.url, tmp_path / "data")
@@ -51,8 +70,11 @@ async def system(
     # Every test registers from 127.0.0.1: lift the per-address sign-up limit (its own test lowers it).
     auth_settings = AuthSettings(**env, **{"register_address_limit": 100_000, **auth_overrides})
     running.append(await start_service("auth", auth_settings, build_auth(auth_settings)))
+    if session_in_process:
+        session_settings = SessionSettings(**env, **session_overrides)
+        running.append(await start_service("session", session_settings, build_session(session_settings)))
     for name in SERVICES:
-        if name != "auth":
+        if name not in ("auth", "session"):
             running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
     settings = GatewaySettings(**env, **gateway_overrides, gateway_port=free_port())
     try:

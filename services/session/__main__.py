@@ -1,7 +1,14 @@
-"""session service process: ``python -m services.session``. It joins the bus, owns the
-``("session", …)`` store prefix and answers its health ping; its domain handlers are their own issue."""
+"""Session service process: ``python -m services.session``."""
 
-from shared.service import run_bare_service
+from services.session.app import SERVICE, build
+from services.session.settings import SessionSettings
+from shared.service import run_service
+
+
+def main() -> None:
+    settings = SessionSettings()
+    run_service(SERVICE, settings, build(settings))
+
 
 if __name__ == "__main__":
-    run_bare_service("session")
+    main()

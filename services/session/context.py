@@ -1,0 +1,57 @@
+"""What every session use case works with: the store, the outbox, the settings, and the events they
+all stage (one shape for the four types, in the transaction of the change)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from contracts import session as api
+from contracts.events import Actor, Event
+from contracts.identity import BusRequest
+from services.session.settings import SessionSettings
+from shared.errors import caller_of
+from shared.outbox import Outbox
+from shared.store import Store, Transaction
+from shared.telemetry import current_trace_id
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def caller_actor(message: BusRequest) -> Actor:
+    caller = caller_of(message)
+    return Actor(kind="human", user_id=caller.user_id, ip=message.client.ip, user_agent=message.client.user_agent)
+
+
+def system_actor() -> Actor:
+    """The platform itself: the idle sweep, terminations that follow other services' events."""
+    return Actor(kind="system")
+
+
+def session_event(type_: str, session: api.Session, actor: Actor) -> Event:
+    """The one shape of every session event (``contracts.session``): live push and audit read it."""
+    data = api.SessionEventData(user_id=session.user_id, session=api.Session.model_validate(session.model_dump()))
+    return Event(
+        type=type_,
+        tenant_id=session.tenant_id,
+        actor=actor,
+        target=f"session:{session.id}",
+        trace_id=current_trace_id(),
+        data=data.model_dump(mode="json"),
+    )
+
+
+@dataclass
+class SessionContext:
+    store: Store
+    outbox: Outbox
+    settings: SessionSettings
+
+    def stage(self, tx: Transaction, type_: str, session: api.Session, actor: Actor) -> None:
+        """Stage an event in the outbox of this transaction."""
+        self.outbox.stage(tx, session_event(type_, session, actor))
+
+    async def publish_staged(self) -> None:
+        await self.outbox.publish_soon(self.settings.publish_after_commit_seconds)
