@@ -15,8 +15,8 @@ from contracts.envelope import ErrorCode
 from services.auth import lockout
 from services.auth import repository as repo
 from services.auth.context import AuthContext, require_admin
-from shared.cursors import decode_cursor, encode_cursor
 from services.auth.keys import utcnow
+from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import ServiceError
 from shared.store import Transaction
 

@@ -21,6 +21,7 @@ from services.gateway.middleware import (
 from services.gateway.openapi import OPENAPI_KEY, build_openapi
 from services.gateway.routes import auth as auth_routes
 from services.gateway.routes import ops
+from services.gateway.routes import sessions as session_routes
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import JwksVerifier
@@ -33,7 +34,7 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES]
+    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:

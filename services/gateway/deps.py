@@ -8,9 +8,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from contracts.envelope import ErrorCode
-from contracts.identity import Caller, ClientInfo
+from contracts.identity import BusRequest, Caller, ClientInfo
 from services.gateway.buslink import BusLink
-from services.gateway.http import ApiError, unwrap
+from services.gateway.http import ApiError, parse, unwrap
 from services.gateway.middleware import CALLER, REQUEST_ID
 from services.gateway.settings import GatewaySettings
 
@@ -37,3 +37,14 @@ async def call(request: web.Request, subject: str, payload: BaseModel | dict[str
     """Send a request over the bus and return its result, or raise the error it carries."""
     reply = await request.app[BUS_KEY].request(subject, payload)
     return unwrap(reply)
+
+
+IDENTITY_FIELDS = frozenset({"caller", "client"})
+
+
+async def send(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> Any:
+    """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
+    message = parse(model, {key: value for key, value in data.items() if key not in IDENTITY_FIELDS})
+    message.caller = request.get(CALLER)
+    message.client = client_of(request)
+    return unwrap(await request.app[BUS_KEY].request(subject, message))

@@ -32,6 +32,9 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.INVALID_TRANSITION: 409,
+    ErrorCode.SESSION_TERMINATED: 409,
+    ErrorCode.SESSION_QUOTA_EXCEEDED: 409,
 }
 
 CODE_BY_STATUS: dict[int, ErrorCode] = {

@@ -41,7 +41,13 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
             {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
             for part in route.path.split("/")
             if part.startswith("{")
-        ] + [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in route.query]
+        ]
+        parameters += [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in route.query
+        ]
+        parameters += [
+            {"name": name, "in": "header", "required": False, "schema": {"type": "string"}} for name in route.headers
+        ]
         if parameters:
             operation["parameters"] = parameters
         if route.access != "public":
@@ -52,6 +58,8 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": _schema(route.body, components)}},
             }
         success: dict[str, Any] = {"description": "success"}
+        if route.response_headers:
+            success["headers"] = {name: {"schema": {"type": "string"}} for name in route.response_headers}
         if route.status != 204:
             data = _schema(route.response, components) if route.response is not None else {}
             body = {"type": "object", "properties": {"success": {"const": True}, "data": data}}
@@ -61,7 +69,8 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         operation["responses"] = {str(route.status): success, "4XX": error, "5XX": error}
-        paths.setdefault(base_path + route.path, {})[route.method.lower()] = operation
+        # Relative to the server URL (the base path): a client joins the two.
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "Coditect V5 API", "version": "5.0.0"},

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Access = Literal["public", "user", "admin"]
@@ -26,3 +26,13 @@ class Route:
     tag: str = "ops"
     enveloped: bool = True
     query: tuple[str, ...] = field(default_factory=tuple)
+    headers: tuple[str, ...] = field(default_factory=tuple)  # optional request headers it reads
+    response_headers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def body_of(model: type[BaseModel], *, without: tuple[str, ...] = ()) -> type[BaseModel]:
+    """The request body model as clients see it: without the identity fields the gateway sets, nor
+    the fields it takes from the path or headers."""
+    hidden = {"caller", "client", *without}
+    fields = {name: (info.annotation, info) for name, info in model.model_fields.items() if name not in hidden}
+    return create_model(f"{model.__name__}Body", **fields)  # type: ignore[call-overload,no-any-return]

@@ -165,9 +165,10 @@ async def test_openapi_document_lists_the_routes(bare_gateway: Gateway) -> None:
     async with bare_gateway.session.get(f"{bare_gateway.api}/openapi.json") as response:
         document = await response.json()
     assert document["openapi"].startswith("3.1")
-    for path in ("/api/v5/health", "/api/v5/ready", "/api/v5/auth/login", "/api/v5/tenants/me/users"):
+    assert document["servers"] == [{"url": "/api/v5"}]
+    for path in ("/health", "/ready", "/auth/login", "/tenants/me/users", "/sessions/{id}"):
         assert path in document["paths"]
-    login = document["paths"]["/api/v5/auth/login"]["post"]
+    login = document["paths"]["/auth/login"]["post"]
     schema_name = login["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert set(document["components"]["schemas"][schema_name]["properties"]) >= {"email", "password"}
     assert "caller" not in document["components"]["schemas"][schema_name]["properties"]

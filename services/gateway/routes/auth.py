@@ -5,30 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from contracts import auth
 from contracts.identity import BusRequest, Caller
-from services.gateway.deps import BUS_KEY, caller_of, client_of
-from services.gateway.http import ApiError, json_response, no_content, ok, parse, read_json, unwrap
-from services.gateway.middleware import CALLER, VERIFIER_KEY
-from services.gateway.routing import Route
+from services.gateway.deps import caller_of, send
+from services.gateway.http import ApiError, json_response, no_content, ok, read_json
+from services.gateway.middleware import VERIFIER_KEY
+from services.gateway.routing import Route, body_of
 from services.gateway.tokens import JwksVerifier
-
-_IDENTITY_FIELDS = {"caller", "client"}
-
-
-async def _send(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> Any:
-    """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
-    fields = {key: value for key, value in data.items() if key not in _IDENTITY_FIELDS}
-    message = parse(model, fields)
-    message.caller = request.get(CALLER)
-    message.client = client_of(request)
-    return unwrap(await request.app[BUS_KEY].request(subject, message))
 
 
 async def _send_body(request: web.Request, subject: str, model: type[BusRequest]) -> Any:
-    return await _send(request, subject, model, await read_json(request))
+    return await send(request, subject, model, await read_json(request))
 
 
 def _deny_now(request: web.Request, result: Any) -> None:
@@ -54,14 +42,14 @@ async def refresh(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     caller_of(request)
     await read_json(request)
-    _deny_now(request, await _send(request, auth.LOGOUT, auth.Logout, {}))
+    _deny_now(request, await send(request, auth.LOGOUT, auth.Logout, {}))
     return no_content()
 
 
 async def logout_all(request: web.Request) -> web.Response:
     caller_of(request)
     await read_json(request)
-    _deny_now(request, await _send(request, auth.LOGOUT_ALL, auth.LogoutAll, {}))
+    _deny_now(request, await send(request, auth.LOGOUT_ALL, auth.LogoutAll, {}))
     return no_content()
 
 
@@ -70,17 +58,17 @@ def _page_query(request: web.Request) -> dict[str, str]:
 
 
 async def list_devices(request: web.Request) -> web.Response:
-    return ok(await _send(request, auth.LIST_DEVICES, auth.ListDevices, _page_query(request)))
+    return ok(await send(request, auth.LIST_DEVICES, auth.ListDevices, _page_query(request)))
 
 
 async def revoke_device(request: web.Request) -> web.Response:
-    result = await _send(request, auth.REVOKE_DEVICE, auth.RevokeDevice, {"device_id": request.match_info["id"]})
+    result = await send(request, auth.REVOKE_DEVICE, auth.RevokeDevice, {"device_id": request.match_info["id"]})
     _deny_now(request, result)
     return no_content()
 
 
 async def jwks(request: web.Request) -> web.Response:
-    result = await _send(request, auth.GET_JWKS, auth.GetJwks, {})
+    result = await send(request, auth.GET_JWKS, auth.GetJwks, {})
     return json_response(result, headers={"Cache-Control": "public, max-age=60"})
 
 
@@ -90,7 +78,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def get_me(request: web.Request) -> web.Response:
-    return ok(await _send(request, auth.GET_ME, auth.GetMe, {}))
+    return ok(await send(request, auth.GET_ME, auth.GetMe, {}))
 
 
 async def update_me(request: web.Request) -> web.Response:
@@ -103,25 +91,15 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 async def get_tenant(request: web.Request) -> web.Response:
-    return ok(await _send(request, auth.GET_TENANT, auth.GetTenant, {}))
+    return ok(await send(request, auth.GET_TENANT, auth.GetTenant, {}))
 
 
 async def list_tenant_users(request: web.Request) -> web.Response:
-    return ok(await _send(request, auth.LIST_TENANT_USERS, auth.ListTenantUsers, _page_query(request)))
+    return ok(await send(request, auth.LIST_TENANT_USERS, auth.ListTenantUsers, _page_query(request)))
 
 
 async def add_tenant_user(request: web.Request) -> web.Response:
     return ok(await _send_body(request, auth.ADD_TENANT_USER, auth.AddTenantUser), status=201)
-
-
-def _body(model: type[BaseModel]) -> type[BaseModel]:
-    """The request body model as clients see it: without the identity fields the gateway sets."""
-    fields = {
-        name: (info.annotation, info) for name, info in model.model_fields.items() if name not in _IDENTITY_FIELDS
-    }
-    from pydantic import create_model
-
-    return create_model(f"{model.__name__}Body", **fields)  # type: ignore[call-overload,no-any-return]
 
 
 ROUTES = [
@@ -131,7 +109,7 @@ ROUTES = [
         register,
         "Register: a new tenant and its first admin",
         access="public",
-        body=_body(auth.Register),
+        body=body_of(auth.Register),
         response=auth.Registered,
         status=201,
         tag="auth",
@@ -142,7 +120,7 @@ ROUTES = [
         login,
         "Log in: an access token and a refresh token for a new device",
         access="public",
-        body=_body(auth.Login),
+        body=body_of(auth.Login),
         response=auth.TokenPair,
         tag="auth",
     ),
@@ -152,7 +130,7 @@ ROUTES = [
         refresh,
         "Spend a refresh token for a new pair",
         access="public",
-        body=_body(auth.Refresh),
+        body=body_of(auth.Refresh),
         response=auth.TokenPair,
         tag="auth",
     ),
@@ -192,7 +170,7 @@ ROUTES = [
         "/users/me",
         update_me,
         "Update the caller's profile",
-        body=_body(auth.UpdateMe),
+        body=body_of(auth.UpdateMe),
         response=auth.UserPublic,
         tag="users",
     ),
@@ -201,7 +179,7 @@ ROUTES = [
         "/users/me/password",
         change_password,
         "Change password; other devices are revoked",
-        body=_body(auth.ChangePassword),
+        body=body_of(auth.ChangePassword),
         status=204,
         tag="users",
     ),
@@ -222,7 +200,7 @@ ROUTES = [
         add_tenant_user,
         "Add a user to the caller's tenant",
         access="admin",
-        body=_body(auth.AddTenantUser),
+        body=body_of(auth.AddTenantUser),
         response=auth.UserPublic,
         status=201,
         tag="tenants",
