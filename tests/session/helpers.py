@@ -7,8 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import nats
+import orjson
 from multidict import CIMultiDict
+from nats.js.errors import NotFoundError
 
+from contracts import subjects
 from shared.store import Store, Transaction
 from tests.auth.helpers import add_member, login, registered_and_logged_in
 from tests.support import Gateway
@@ -86,3 +90,26 @@ class Gate:
     async def run(self, fn: Callable[[Transaction], T]) -> T:
         await self.barrier.wait()
         return await self.store.run(fn)
+
+
+async def events_on(nats_url: str, subject: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """Every event stored on a subject of the events stream, oldest first, with its headers."""
+    found: list[tuple[dict[str, Any], dict[str, str]]] = []
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        seq = 1
+        while True:
+            try:
+                msg = await js.get_msg(subjects.EVENTS_STREAM, seq, subject=subject, next=True)
+            except NotFoundError:
+                return found
+            found.append((orjson.loads(msg.data or b"{}"), dict(msg.headers or {})))
+            assert msg.seq is not None
+            seq = msg.seq + 1
+    finally:
+        await nc.close()
+
+
+async def session_events(nats_url: str, session_id: str, subject: str = "evt.session.>") -> list[dict[str, Any]]:
+    return [event for event, _ in await events_on(nats_url, subject) if event["target"] == f"session:{session_id}"]
