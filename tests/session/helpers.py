@@ -25,19 +25,22 @@ class User:
     id: str
     tenant_id: str
     token: str
+    email: str = ""
 
 
 async def new_user(gateway: Gateway) -> User:
     """A newly registered user (admin of a new tenant), logged in."""
     registered, tokens = await registered_and_logged_in(gateway)
-    return User(registered["user"]["id"], registered["tenant"]["id"], tokens["access_token"])
+    return User(
+        registered["user"]["id"], registered["tenant"]["id"], tokens["access_token"], registered["user"]["email"]
+    )
 
 
 async def member_of(gateway: Gateway, admin: User, role: str = "member") -> User:
     """A second user of the admin's tenant, logged in."""
     member = await add_member(gateway, admin.token, role)
     tokens = await login(gateway, member["email"])
-    return User(member["id"], member["tenant_id"], tokens["access_token"])
+    return User(member["id"], member["tenant_id"], tokens["access_token"], member["email"])
 
 
 async def call(
