@@ -3,9 +3,14 @@ status filter, and who may list whom."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import pytest
+
+from services.session import sweep
+from services.session.context import SessionContext, utcnow
 from tests.session.helpers import call, create, list_all, member_of, new_user
 from tests.support import Gateway
 
@@ -115,3 +120,28 @@ async def test_admins_list_users_of_their_tenant_members_only_themselves(system:
     # By id, a session is its owner's only: the admin who listed it gets 404 like everyone else.
     status, _, _ = await call(system, "GET", f"/sessions/{mine['id']}", admin)
     assert status == 404
+
+
+async def test_upkeep_keeps_the_old_places_a_live_cursor_needs(system: Gateway) -> None:
+    user = await new_user(system)
+    for i in range(4):
+        await create(system, user, f"s{i}")
+    before = await list_all(system, user)
+    status, body, _ = await call(system, "GET", "/sessions", user, limit=2)
+    await call(system, "POST", f"/sessions/{before[3]['id']}/touch", user)
+    ctx: SessionContext = system.services["session"].ctx.components["session"]
+    await sweep.prune(ctx, utcnow())
+    status, body, _ = await call(system, "GET", "/sessions", user, limit=2, cursor=body["data"]["next_cursor"])
+    assert ids(body["data"]["items"]) == ids(before[2:])
+
+
+@pytest.mark.parametrize("session_overrides", [{"list_cursor_ttl_seconds": 0.5}])
+async def test_a_cursor_older_than_its_lifetime_is_422(system: Gateway, session_overrides: dict[str, Any]) -> None:
+    user = await new_user(system)
+    for i in range(3):
+        await create(system, user, f"s{i}")
+    status, body, _ = await call(system, "GET", "/sessions", user, limit=2)
+    await asyncio.sleep(0.6)
+    status, body, _ = await call(system, "GET", "/sessions", user, limit=2, cursor=body["data"]["next_cursor"])
+    assert (status, body["error"]["code"]) == (422, "VALIDATION_FAILED")
+    assert body["error"]["details"] == [{"field": "cursor", "message": "expired"}]
