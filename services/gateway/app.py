@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from services.gateway import live
 from services.gateway.buslink import BusLink
 from services.gateway.deps import BUS_KEY, SETTINGS_KEY
 from services.gateway.middleware import (
@@ -33,7 +34,7 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES]
+    return [*ops.ROUTES, *auth_routes.ROUTES, *live.ROUTES]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
@@ -92,4 +93,5 @@ def create_app(settings: GatewaySettings) -> web.Application:
         await bus.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    live.install(app, bus, verifier, settings)
     return app

@@ -26,3 +26,4 @@ class Route:
     tag: str = "ops"
     enveloped: bool = True
     query: tuple[str, ...] = field(default_factory=tuple)
+    description: str | None = None
