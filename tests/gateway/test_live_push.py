@@ -28,6 +28,7 @@ from contracts.events import Actor, Event
 from services.gateway.app import BASE_PATH, all_routes
 from services.gateway.live import LIVE_KEY, LiveHub
 from services.gateway.openapi import build_openapi
+from services.gateway.revocations import RevocationFollower
 from services.gateway.settings import GatewaySettings
 from shared.bus import publish_event
 from tests.auth.helpers import add_member, claims_of, login, post, registered_and_logged_in
@@ -171,6 +172,20 @@ async def test_the_token_may_come_in_the_first_message(system: Gateway) -> None:
     assert (await next_push(ws))["type"] == "live.ready"
     await publish(system, session_event("session.created", a.tenant_id, a.id))
     assert (await next_push(ws))["type"] == "session.created"
+
+
+async def test_events_are_withheld_while_revocations_cannot_be_confirmed(
+    system: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _, _ = await _users(system)
+    ws = await connect(system, a)
+    with monkeypatch.context() as patch:
+        patch.setattr(RevocationFollower, "current", property(lambda self: False))
+        await publish(system, session_event("session.created", a.tenant_id, a.id))
+        await nothing_within(ws)
+    assert hub_of(system).withheld == 1
+    await publish(system, session_event("session.updated", a.tenant_id, a.id))
+    assert (await next_push(ws))["type"] == "session.updated"
 
 
 async def test_a_missing_or_bad_token_closes_with_4401(system: Gateway) -> None:
