@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from services.gateway import live
 from services.gateway.buslink import BusLink
 from services.gateway.deps import BUS_KEY, SETTINGS_KEY
 from services.gateway.middleware import (
@@ -34,7 +35,7 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES]
+    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *live.ROUTES]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
@@ -93,4 +94,5 @@ def create_app(settings: GatewaySettings) -> web.Application:
         await bus.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    live.install(app, bus, verifier, settings)
     return app

@@ -37,6 +37,8 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation: dict[str, Any] = {"summary": route.summary, "tags": [route.tag]}
+        if route.description:
+            operation["description"] = route.description
         parameters = [
             {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
             for part in route.path.split("/")
@@ -57,10 +59,10 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": _schema(route.body, components)}},
             }
-        success: dict[str, Any] = {"description": "success"}
+        success: dict[str, Any] = {"description": "switching protocols" if route.status == 101 else "success"}
         if route.response_headers:
             success["headers"] = {name: {"schema": {"type": "string"}} for name in route.response_headers}
-        if route.status != 204:
+        if route.status not in (101, 204):
             data = _schema(route.response, components) if route.response is not None else {}
             body = {"type": "object", "properties": {"success": {"const": True}, "data": data}}
             success["content"] = {"application/json": {"schema": body if route.enveloped else data}}

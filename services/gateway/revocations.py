@@ -32,11 +32,20 @@ from contracts.events import Event
 log = logging.getLogger(__name__)
 
 
+RevocationListener = Callable[[list[UUID]], None]
+
+
 class DenySet:
     """Revoked auth sessions, each kept until the last access token it could have issued expires."""
 
     def __init__(self) -> None:
         self._until: dict[UUID, float] = {}
+        self._listeners: list[RevocationListener] = []
+
+    def add_listener(self, listener: RevocationListener) -> None:
+        """Call ``listener`` with the session ids of every revocation added from now on (what holds a
+        token beyond one request, such as a live socket, ends it there)."""
+        self._listeners.append(listener)
 
     def add(self, session_ids: list[UUID], until: datetime) -> None:
         deadline = until.timestamp()
@@ -44,6 +53,11 @@ class DenySet:
             self._until[sid] = max(deadline, self._until.get(sid, 0.0))
         if len(self._until) > 1024:
             self.prune()
+        for listener in self._listeners:
+            try:
+                listener(session_ids)
+            except Exception:  # one broken listener must not stop a revocation from being recorded or heard
+                log.exception("a revocation listener failed")
 
     def prune(self) -> None:
         now = time.time()

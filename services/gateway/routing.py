@@ -28,6 +28,7 @@ class Route:
     query: tuple[str, ...] = field(default_factory=tuple)
     headers: tuple[str, ...] = field(default_factory=tuple)  # optional request headers it reads
     response_headers: tuple[str, ...] = field(default_factory=tuple)
+    description: str | None = None
 
 
 def body_of(model: type[BaseModel], *, without: tuple[str, ...] = ()) -> type[BaseModel]:

@@ -29,3 +29,19 @@ class GatewaySettings(TokenSettings):
         "Only behind a proxy that sets or strips those headers: a client would otherwise pick the trace ids "
         "of bus messages and events. Baggage is never taken from a caller.",
     )
+    # Live push.
+    live_heartbeat_seconds: float = Field(
+        default=30.0, description="WebSocket ping interval; a socket that misses the pong for half of it is dropped."
+    )
+    live_auth_timeout_seconds: float = Field(
+        default=5.0, description="Time to send the auth message when no ?access_token= was given (then 4401)."
+    )
+    live_send_queue: int = Field(
+        default=256, ge=1, description="Messages waiting for one socket; a client that falls this far behind is cut."
+    )
+    live_max_sockets_per_user: int = Field(
+        default=16, ge=1, description="Open sockets per user on one gateway; the next one is closed with 4429."
+    )
+    live_max_client_message_bytes: int = Field(
+        default=16_384, ge=1024, description="Largest message a client may send (its auth message); larger is 1009."
+    )
