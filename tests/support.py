@@ -174,6 +174,19 @@ async def running_gateway(settings: Any) -> AsyncIterator[Gateway]:
         await runner.cleanup()
 
 
+async def wait_ready(gateway: Gateway, timeout: float = 15.0) -> None:
+    """Until ``/ready`` is 200 (every service answers, revocations loaded), as ``./dev up`` waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with gateway.session.get(f"{gateway.api}/ready") as response:
+            if response.status == 200:
+                return
+            body = await response.text()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the system did not become ready: {body}")
+        await asyncio.sleep(0.05)
+
+
 def kill_nats(server: NatsServer) -> None:
     """kill -9 a local nats-server (an outage the clients only notice as a dropped connection)."""
     assert server.process is not None, "only a local nats-server can be killed"

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from contracts.envelope import ErrorCode
 from contracts.identity import Caller, ClientInfo
 from services.gateway.buslink import BusLink
+from services.gateway.edge import CALLER, REQUEST_ID
 from services.gateway.http import ApiError, unwrap
-from services.gateway.middleware import CALLER, REQUEST_ID
 from services.gateway.settings import GatewaySettings
 
 BUS_KEY = web.AppKey("bus", BusLink)

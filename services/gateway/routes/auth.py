@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from contracts import auth
 from contracts.identity import BusRequest, Caller
 from services.gateway.deps import BUS_KEY, caller_of, client_of
+from services.gateway.edge import CALLER, VERIFIER_KEY
 from services.gateway.http import ApiError, json_response, no_content, ok, parse, read_json, unwrap
-from services.gateway.middleware import CALLER, VERIFIER_KEY
 from services.gateway.routing import Route
 from services.gateway.tokens import JwksVerifier
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 from aiohttp import web
 
 from contracts import subjects
 from contracts.envelope import ErrorCode, Reply
 from contracts.health import Ping, ServiceHealth
 from services.gateway.deps import BUS_KEY, SETTINGS_KEY
+from services.gateway.edge import VERIFIER_KEY
 from services.gateway.http import ApiError, json_response, ok
-from services.gateway.middleware import VERIFIER_KEY
 from services.gateway.openapi import OPENAPI_KEY
 from services.gateway.routing import Route
 from services.gateway.tokens import JwksVerifier
@@ -20,10 +21,11 @@ from services.gateway.tokens import JwksVerifier
 log = logging.getLogger(__name__)
 
 HEALTH_BODY = {"success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}}
+_HEALTH_JSON = orjson.dumps(HEALTH_BODY)
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response(HEALTH_BODY)
+    return web.Response(body=_HEALTH_JSON, content_type="application/json")
 
 
 # Public routes name a failure with these words only: the error text a service sends may carry hosts,
