@@ -20,6 +20,7 @@ from contracts import subjects
 from contracts.events import Event
 from contracts.health import Ping, Pong
 from shared import bus
+from shared.dispatch import Dispatcher
 from shared.settings import CommonSettings
 from shared.store import Store, StoreUnavailable, open_store
 from shared.telemetry import setup_logging, setup_tracing
@@ -32,11 +33,13 @@ STORE_CHECK_INTERVAL = 1.0
 
 @dataclass
 class ServiceContext:
-    """What handlers of a service get: its broker, its store, its settings."""
+    """What handlers of a service get: its broker (JetStream, publishing), its request/reply
+    dispatcher, its store, its settings."""
 
     name: str
     settings: CommonSettings
     broker: NatsBroker
+    dispatcher: Dispatcher
     store: Store
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     store_ready: bool = False
@@ -74,8 +77,6 @@ class _StoreHealth:
 def _register_ping(ctx: ServiceContext) -> None:
     store_health = _StoreHealth(ctx.store)
 
-    @ctx.broker.subscriber(subjects.ping(ctx.name), queue=subjects.queue_group(ctx.name))
-    @bus.replies(Ping)
     async def ping(message: Ping) -> Pong:
         """Health ping: answers while the process is up, and says whether its store answers."""
         store_ok = await store_health.ok()
@@ -86,6 +87,8 @@ def _register_ping(ctx: ServiceContext) -> None:
             store="ok" if store_ok else "unavailable",
             echo=message.echo,
         )
+
+    ctx.dispatcher.add(subjects.ping(ctx.name), Ping, ping, queue=subjects.queue_group(ctx.name))
 
 
 async def _wait_for_store(ctx: ServiceContext, stop: asyncio.Event) -> None:
@@ -110,7 +113,14 @@ def build_context(name: str, settings: CommonSettings) -> ServiceContext:
         tracer_provider=tracer_provider,
         graceful_timeout=settings.graceful_timeout,
     )
-    return ServiceContext(name=name, settings=settings, broker=broker, store=open_store(settings))
+    exporting = bool(settings.otel_exporter_otlp_endpoint)
+    dispatcher = Dispatcher(
+        tracer=tracer_provider.get_tracer(f"coditect.{name}") if exporting else None,
+        graceful_timeout=settings.graceful_timeout,
+    )
+    return ServiceContext(
+        name=name, settings=settings, broker=broker, dispatcher=dispatcher, store=open_store(settings)
+    )
 
 
 async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) -> None:
@@ -127,6 +137,7 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
             try:
                 await asyncio.wait_for(ctx.broker.start(), 10)
                 await bus.ensure_streams(ctx.broker)
+                await ctx.dispatcher.start(ctx.broker.config.connection_state.connection)
                 break
             except Exception as error:
                 log.error("%s could not start on NATS (%s); retrying", ctx.name, error)
@@ -145,6 +156,7 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
     finally:
         log.info("%s is stopping: draining in-flight messages", ctx.name)
         store_task.cancel()
+        await ctx.dispatcher.stop()
         await ctx.broker.stop()
         for task in tasks:
             task.cancel()

@@ -133,7 +133,7 @@ async def start_service(name: str, settings: CommonSettings, register: Register)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(ctx, register, stop))
     deadline = time.monotonic() + 15
-    while not (ctx.broker.config.connection_state and ctx.store_ready):
+    while not (ctx.dispatcher.serving and ctx.store_ready):
         if task.done():
             task.result()
         if time.monotonic() > deadline:
