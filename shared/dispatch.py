@@ -112,7 +112,8 @@ class Endpoint:
             span.end()
         if msg.reply:
             try:
-                await msg.respond(reply)
+                # Not msg.respond: it sends the request's headers back, for the requester to parse.
+                await self.dispatcher.publish(msg.reply, reply)
             except Exception as error:  # the connection went away: the requester times out
                 log.warning("could not answer on %s (%s)", self.subject, error)
 
@@ -150,6 +151,7 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self.serving = False
         self.closed = False
+        self._connection: Client | None = None
 
     def add(self, subject: str, model: type[BaseModel], handler: Handler, *, queue: str, max_workers: int = 1) -> None:
         """Answer ``subject`` (one replica of ``queue`` gets each message) with ``handler``, which
@@ -170,12 +172,18 @@ class Dispatcher:
             attributes={"messaging.system": "nats", "messaging.destination.name": subject},
         )
 
+    async def publish(self, subject: str, data: bytes) -> None:
+        if self._connection is None:
+            raise RuntimeError("the dispatcher is not started")
+        await self._connection.publish(subject, data)
+
     def track(self, task: asyncio.Task[None]) -> None:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
     async def start(self, connection: Client) -> None:
         """Subscribe every endpoint; once this returns the server routes their subjects here."""
+        self._connection = connection
         self._subscriptions = []
         for endpoint in self.endpoints:
             self._subscriptions.append(

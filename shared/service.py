@@ -21,6 +21,7 @@ from contracts.events import Event
 from contracts.health import Ping, Pong
 from shared import bus
 from shared.dispatch import Dispatcher
+from shared.heap import freeze_startup_objects
 from shared.settings import CommonSettings
 from shared.store import Store, StoreUnavailable, open_store
 from shared.telemetry import setup_logging, setup_tracing
@@ -123,8 +124,11 @@ def build_context(name: str, settings: CommonSettings) -> ServiceContext:
     )
 
 
-async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) -> None:
-    """Register handlers, connect (retrying for as long as it takes), serve until ``stop`` is set."""
+async def serve(
+    ctx: ServiceContext, register: Register, stop: asyncio.Event, *, serving: Callable[[], None] | None = None
+) -> None:
+    """Register handlers, connect (retrying for as long as it takes), serve until ``stop`` is set;
+    ``serving`` is called once everything answers."""
     _register_ping(ctx)
     registered = register(ctx)
     if registered is not None:
@@ -152,6 +156,8 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
             ctx.instance,
         )
         tasks = [asyncio.create_task(job(stop)) for job in ctx.background]
+        if serving is not None:
+            serving()
         await stop.wait()
     finally:
         log.info("%s is stopping: draining in-flight messages", ctx.name)
@@ -178,7 +184,7 @@ def run_service(name: str, settings: CommonSettings, register: Register) -> None
             loop.add_signal_handler(sig, stop.set)
         ctx = build_context(name, settings)
         with contextlib.suppress(asyncio.CancelledError):
-            await serve(ctx, register, stop)
+            await serve(ctx, register, stop, serving=freeze_startup_objects)
 
     try:
         import uvloop

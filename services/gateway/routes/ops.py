@@ -89,17 +89,23 @@ async def ready(request: web.Request) -> web.Response:
     return ok({"status": "ready", "bus": "ok", "revocations": "current", "services": states})
 
 
+_PING_SUBJECTS = {name: subjects.ping(name) for name in subjects.SERVICES}
+_PING_WITHOUT_ECHO = Ping().model_dump_json().encode()
+
+
 async def ping_service(request: web.Request) -> web.Response:
     service = request.match_info["service"]
-    if service not in subjects.SERVICES:
+    subject = _PING_SUBJECTS.get(service)
+    if subject is None:
         raise ApiError.of(ErrorCode.NOT_FOUND, f"no service {service!r}")
-    echo = request.query.get("echo")
-    reply = await request.app[BUS_KEY].request(subjects.ping(service), Ping(echo=echo))
+    echo = request.query.get("echo") if request.query_string else None
+    reply = await request.app[BUS_KEY].request(subject, _PING_WITHOUT_ECHO if echo is None else Ping(echo=echo))
     state = _service_state(service, reply)
     if reply.error is not None:
         raise ApiError.of(reply.error.code, f"{service} is {state}")
     log.debug("%s answered a ping from instance %s", service, reply.result.get("instance"))
-    return ok(ServiceHealth.model_validate(reply.result).model_dump(mode="json"))
+    # Only what ServiceHealth holds leaves: the instance (host and pid) stays on the bus and in logs.
+    return ok(ServiceHealth.model_validate(reply.result))
 
 
 async def openapi(request: web.Request) -> web.Response:
