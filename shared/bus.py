@@ -170,11 +170,10 @@ def parse_reply(subject: str, data: bytes) -> Reply:
 
 
 async def publish_event(broker: NatsBroker, event: Event, *, stream: str = subjects.EVENTS_STREAM) -> None:
-    """Publish to JetStream and wait for the ack; ``Nats-Msg-Id`` makes a re-publish a no-op."""
-    await broker.publish(
-        event.model_dump_json().encode(),
-        event.subject,
-        headers={"Nats-Msg-Id": str(event.id), "content-type": "application/json"},
-        stream=stream,
-        timeout=5.0,
-    )
+    """Publish to JetStream and wait for the ack; ``Nats-Msg-Id`` makes a re-publish a no-op. Through
+    nats-py's JetStream client, with the trace context written here: FastStream's publish pipeline
+    cost more than the rest of a login's event handling."""
+    headers = {"Nats-Msg-Id": str(event.id), "content-type": "application/json"}
+    inject_trace(headers)
+    js = broker.config.connection_state.stream
+    await js.publish(event.subject, pydantic_core.to_json(event), timeout=5.0, stream=stream, headers=headers)

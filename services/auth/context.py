@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from contracts import auth as api
 from contracts.envelope import ErrorCode
@@ -21,11 +22,12 @@ from services.auth.lockout import LockoutPolicy, WindowCount
 from services.auth.passwords import PasswordHashing
 from services.auth.settings import AuthSettings
 from shared.errors import ServiceError
-from shared.outbox import Outbox
+from shared.outbox import Outbox, Staged
 from shared.store import Store, Transaction
 from shared.telemetry import current_trace_id
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INVALID_CREDENTIALS = ServiceError(ErrorCode.INVALID_CREDENTIALS, "email or password is wrong")
 
@@ -109,11 +111,17 @@ class AuthContext:
         """Stage an event in the outbox of this transaction."""
         self.outbox.stage(tx, self.event(type_, message, **fields))
 
-    async def publish_staged(self) -> None:
-        """After a commit: publish what was staged, briefly. The change is committed whatever
-        happens here; what is not out within the bound, the outbox's loop delivers."""
+    async def transact(self, fn: Callable[[Transaction], T]) -> tuple[T, Staged]:
+        """Run a transaction that stages events; its result and what it staged, for ``publish_staged``."""
+        return await self.outbox.transact(fn)
+
+    async def publish_staged(self, staged: Staged | None = None) -> None:
+        """After a commit: publish what it staged (from memory; without ``staged``, whatever the
+        outbox holds), briefly. The change is committed whatever happens here; what is not out
+        within the bound, the outbox's loop delivers."""
+        sending = self.outbox.publish(staged) if staged is not None else self.outbox.flush()
         try:
-            await asyncio.wait_for(asyncio.shield(self.outbox.flush()), self.settings.publish_after_commit_seconds)
+            await asyncio.wait_for(asyncio.shield(sending), self.settings.publish_after_commit_seconds)
         except TimeoutError:
             log.warning("events not yet published after commit; the outbox will deliver them")
         except Exception as error:
