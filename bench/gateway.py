@@ -78,6 +78,36 @@ def measure(
     return results
 
 
+RESPONDERS = {
+    "dispatcher": "our dispatcher (`shared.dispatch`: the ping's models, envelope, trace context)",
+    "faststream-lean": "a FastStream subscriber, lean (no logger, no middlewares)",
+    "faststream": "a FastStream subscriber as the services had it (telemetry middleware)",
+}
+
+
+def responder_rows(options: Options, system: System, *, duration: float, rounds: int) -> list[Row]:
+    """The bare hop with what a service could run as its responder instead of raw nats-py: the
+    responder's CPU per message is the figure (each one alone, in turn, in every round)."""
+    measured = {kind: Measured() for kind in RESPONDERS}
+    for _ in range(rounds):
+        for kind in RESPONDERS:
+            with bare_hop(f"nats://127.0.0.1:{system.nats_port}", kind) as (url, pids):
+                meter = CpuMeter(system, pids)
+                run_load([RequestSpec(url)], connections=CONNECTIONS, duration=1.0, generator=options.generator)
+                before = meter.snapshot()
+                load = run_load(
+                    [RequestSpec(url)], connections=CONNECTIONS, duration=duration, generator=options.generator
+                )
+                for process, seconds in CpuMeter.delta(before, meter.snapshot()).items():
+                    measured[kind].cpu[process] = measured[kind].cpu.get(process, 0.0) + seconds
+                measured[kind].loads.append(load)
+                log(f"http: bare hop with {kind}: {load.rps:,.0f} req/s, p50 {load.p50_ms:.1f} ms")
+    return [
+        measured[kind].row("", f"bare hop, responder: {kind}", f"(r) with {what} as the responder")
+        for kind, what in RESPONDERS.items()
+    ]
+
+
 def goal_row(row: Row, value: float, reference: str, at_least: float, p99_under: float | None = None) -> Row:
     """Fill the ratio, the goal and the verdict of ``row`` (``value`` is rate ÷ the reference's rate)."""
     row.ratio = ratio_text(value, reference)
@@ -162,6 +192,7 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
             p99_under=25.0,
         ),
     ]
+    rows[3:3] = responder_rows(options, system, duration=duration, rounds=rounds)
     facts = [
         f"HTTP load: {generator_name(options)}; {CONNECTIONS} connections (keep-alive); {rounds} x {duration:g} s "
         "per target, the order rotating, after a 1 s warm-up of each; medians. The p50 at 1 connection: one "

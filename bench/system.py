@@ -181,12 +181,14 @@ def _serving(args: list[str], url: str, what: str, ready: str | None = None) -> 
 
 
 @contextlib.contextmanager
-def bare_hop(nats_url: str) -> Iterator[tuple[str, dict[str, int]]]:
-    """Reference (r): its URL and the process ids of its HTTP front and its raw responder."""
+def bare_hop(nats_url: str, responder_kind: str = "raw") -> Iterator[tuple[str, dict[str, int]]]:
+    """Reference (r): its URL and the process ids of its HTTP front and its responder (raw nats-py, or
+    one of the others ``bench.bare_hop`` offers)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    respond = ["bench.bare_hop", "respond", nats_url, responder_kind]
     with (
-        _serving(["bench.bare_hop", "respond", nats_url], url, "the bare-hop responder", ready="ready") as responder,
+        _serving(respond, url, f"the bare-hop responder ({responder_kind})", ready="ready") as responder,
         _serving(["bench.bare_hop", "http", str(port), nats_url], url, "the bare-hop front") as front,
     ):
         yield url, {"hop front": front.pid, "hop responder": responder.pid}

@@ -98,7 +98,22 @@ def dashed(h: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def unrecorded_span(parent: SpanContext | None) -> NonRecordingSpan:
+class IdsOnlySpan(NonRecordingSpan):
+    """A span that only carries ids and knows its W3C ``traceparent``: formatted once, for the
+    response that names it and every bus request made inside it."""
+
+    def __init__(self, context: SpanContext, traceparent: str | None = None) -> None:
+        super().__init__(context)
+        self._traceparent = traceparent
+
+    @property
+    def traceparent(self) -> str:
+        if self._traceparent is None:
+            self._traceparent = traceparent(self.get_span_context())
+        return self._traceparent
+
+
+def unrecorded_span(parent: SpanContext | None) -> IdsOnlySpan:
     """A span that only carries ids, for a process that exports nothing: a child of ``parent`` when it
     is valid, else the root of a new trace (whose id is a random UUID, see ``random_uuid_int``). It
     propagates like a tracer's span at a fraction of the cost."""
@@ -107,7 +122,7 @@ def unrecorded_span(parent: SpanContext | None) -> NonRecordingSpan:
     else:
         trace_id, trace_state = random_uuid_int(), None
     # Not sampled, as the ALWAYS_OFF sampler would say: nothing records it downstream either.
-    return NonRecordingSpan(SpanContext(trace_id, random_span_id(), False, NOT_SAMPLED, trace_state))
+    return IdsOnlySpan(SpanContext(trace_id, random_span_id(), False, NOT_SAMPLED, trace_state))
 
 
 # The W3C format as OpenTelemetry's TraceContextTextMapPropagator reads it, for the same verdicts
@@ -141,8 +156,9 @@ def traceparent(context: SpanContext) -> str:
 def inject_trace(headers: dict[str, str]) -> None:
     """Add the current span's W3C trace context to outgoing headers; never baggage (nothing here sets
     any, and a caller's is never taken). What the global propagator would write, without its carrier walk."""
-    context = trace.get_current_span().get_span_context()
+    span = trace.get_current_span()
+    context = span.get_span_context()
     if context.is_valid:
-        headers["traceparent"] = traceparent(context)
+        headers["traceparent"] = span.traceparent if isinstance(span, IdsOnlySpan) else traceparent(context)
         if context.trace_state:
             headers["tracestate"] = context.trace_state.to_header()

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from contracts.envelope import ErrorCode
-from contracts.identity import Caller, ClientInfo
+from contracts.identity import Caller
 from services.gateway.buslink import BusLink
 from services.gateway.edge import CALLER, REQUEST_ID
 from services.gateway.http import ApiError, unwrap
@@ -25,12 +25,13 @@ def caller_of(request: web.Request) -> Caller:
     return caller
 
 
-def client_of(request: web.Request) -> ClientInfo:
-    return ClientInfo(
-        ip=request.remote,
-        user_agent=request.headers.get("User-Agent"),
-        request_id=request.get(REQUEST_ID),
-    )
+def client_of(request: web.Request) -> dict[str, str | None]:
+    """What the edge saw of the client, as the fields of ``ClientInfo`` (validated with the message)."""
+    return {
+        "ip": request.remote,
+        "user_agent": request.headers.get("User-Agent"),
+        "request_id": request.get(REQUEST_ID),
+    }
 
 
 async def call(request: web.Request, subject: str, payload: BaseModel | dict[str, Any]) -> Any:

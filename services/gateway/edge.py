@@ -25,6 +25,7 @@ from services.gateway.routing import Handler, Route
 from services.gateway.settings import GatewaySettings
 from shared.telemetry import (
     NOT_SAMPLED,
+    IdsOnlySpan,
     dashed,
     random_span_id,
     random_uuid_int,
@@ -77,8 +78,8 @@ class EdgeTrace:
             # The common case, from plain ints: SpanContext's properties cost more than the formatting.
             trace_id, span_id = random_uuid_int(), random_span_id()
             trace_hex = f"{trace_id:032x}"
-            ids_only = NonRecordingSpan(SpanContext(trace_id, span_id, False, NOT_SAMPLED))
-            return ids_only, f"00-{trace_hex}-{span_id:016x}-00", trace_hex
+            header = f"00-{trace_hex}-{span_id:016x}-00"
+            return IdsOnlySpan(SpanContext(trace_id, span_id, False, NOT_SAMPLED), header), header, trace_hex
         span: Span
         if self.tracer is None:
             span = unrecorded_span(parent)

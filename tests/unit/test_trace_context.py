@@ -87,3 +87,17 @@ def test_a_new_trace_id_is_a_random_version_4_uuid_and_a_child_keeps_its_parents
     child = unrecorded_span(parent).get_span_context()
     assert child.trace_id == int(TRACE, 16) and child.span_id != int(SPAN, 16)
     assert child.trace_state == TraceState([("vendor", "value")]) and not child.trace_flags.sampled
+
+
+@pytest.mark.parametrize("parent", [None, f"00-{TRACE}-{SPAN}-01"])
+def test_an_ids_only_span_injects_what_the_w3c_propagator_writes(parent: str | None) -> None:
+    span = unrecorded_span(remote_parent(parent, "vendor=value") if parent else None)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        ours: dict[str, str] = {}
+        theirs: dict[str, str] = {}
+        inject_trace(ours)
+        W3C.inject(theirs)
+    finally:
+        otel_context.detach(token)
+    assert ours == theirs and ours["traceparent"] == span.traceparent

@@ -21,10 +21,9 @@ _IDENTITY_FIELDS = {"caller", "client"}
 async def _send(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> Any:
     """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
     fields = {key: value for key, value in data.items() if key not in _IDENTITY_FIELDS}
-    message = parse(model, fields)
-    message.caller = request.get(CALLER)
-    message.client = client_of(request)
-    return unwrap(await request.app[BUS_KEY].request(subject, message))
+    fields["caller"] = request.get(CALLER)  # one validation for the whole message
+    fields["client"] = client_of(request)
+    return unwrap(await request.app[BUS_KEY].request(subject, parse(model, fields)))
 
 
 async def _send_body(request: web.Request, subject: str, model: type[BusRequest]) -> Any:
