@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_PATH = Path(__file__).with_name("results.md")
-ORDER = ("store", "gateway", "login", "tokens")
+STORE_RESULTS_PATH = Path(__file__).with_name("store-results.md")
+ORDER = ("store", "gateway", "login")
 
 
 @dataclass
@@ -47,6 +48,81 @@ class Section:
             "",
         ]
         return "\n".join([*head, *self.body, "", f"<!-- /bench:{self.name} -->"])
+
+
+@dataclass
+class Row:
+    """One line of the results table: a target measured in this run."""
+
+    key: str
+    target: str
+    includes: str
+    rate: float
+    unit: str = "req/s"
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    p50_one_ms: float | None = None
+    failed: str = ""
+    cpu: str = ""
+    ratio: str = ""
+    goal: str = ""
+    verdict: str = ""
+
+
+HEADERS = [
+    "",
+    "target",
+    "rate",
+    "p50 ms",
+    "p99 ms",
+    "p50 ms, 1 connection",
+    "failed / requests",
+    "CPU per request, by process",
+    "same-run ratio",
+    "goal",
+    "",
+]
+
+
+def ratio_text(value: float, reference: str) -> str:
+    return "n/a" if value != value else f"**{value:.2f}** x {reference}"
+
+
+def write_table(rows: list[Row], facts: list[str], notes: list[str], options: Options, path: Path) -> None:
+    """The results file: the command that made it, one table, and what each row includes."""
+    body = [
+        [
+            row.key,
+            row.target,
+            f"{fmt(row.rate, 1 if row.rate < 1000 else 0)} {row.unit}",
+            fmt(row.p50_ms, 1),
+            fmt(row.p99_ms, 1),
+            fmt(row.p50_one_ms, 2) if row.p50_one_ms is not None else "",
+            row.failed,
+            row.cpu,
+            row.ratio,
+            row.goal,
+            row.verdict,
+        ]
+        for row in rows
+    ]
+    legend = [f"- {row.key or row.target}: {row.includes}" for row in rows if row.includes]
+    lines = [
+        "# Coditect backend benchmarks: the request path",
+        "",
+        f"`{options.command}` — {machine()}; {now_text()}; load average (1 min) at the start "
+        f"{os.getloadavg()[0]:.2f}. Every figure below comes from this one run; ratios compare medians of it.",
+        "",
+        *(f"- {fact}" for fact in facts),
+        "",
+        *table(HEADERS, body),
+        "",
+        *legend,
+        "",
+        *notes,
+        "",
+    ]
+    path.write_text("\n".join(lines))
 
 
 def log(message: str) -> None:
@@ -87,8 +163,8 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
-def fmt(value: float, digits: int = 0) -> str:
-    if value != value:
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or value != value:
         return "n/a"
     if digits == 0:
         return f"{value:,.0f}"
@@ -116,7 +192,7 @@ def free_port() -> int:
 _SECTION = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", re.S)
 
 
-def write_results(sections: dict[str, str], path: Path = RESULTS_PATH) -> None:
+def write_results(sections: dict[str, str], path: Path = STORE_RESULTS_PATH) -> None:
     """Replace the sections that ran, keep the others from an earlier run, in a fixed order."""
     kept: dict[str, str] = {}
     if path.exists():
@@ -125,12 +201,11 @@ def write_results(sections: dict[str, str], path: Path = RESULTS_PATH) -> None:
     kept.update(sections)
     names = [name for name in ORDER if name in kept] + [name for name in kept if name not in ORDER]
     header = [
-        "# Coditect backend benchmarks",
+        "# Coditect backend benchmarks: the embedded store",
         "",
-        "Written by `python -m bench.run` (`task bench`). Each section says the command, machine and date",
-        "that produced it; a run with `--only` replaces only its own sections. Numbers are medians of the",
-        "runs stated; ratios compare numbers measured in the same run. The machine is shared and noisy,",
-        "and the load generator runs on the same cores as the system it measures.",
+        "Written by `python -m bench.run --only store` (the request path is in `bench/results.md`). Each section",
+        "says the command, machine and date that produced it. Numbers are medians of the runs stated; ratios",
+        "compare numbers measured in the same run. The machine is shared and noisy.",
         "",
     ]
     path.write_text("\n".join(header) + "\n" + "\n\n".join(kept[name] for name in names) + "\n")

@@ -1,141 +1,203 @@
-"""Gateway/bus benchmark: HTTP → gateway → NATS → FastStream service → back, against a trivial aiohttp
-handler and the gateway's own bus-free health route, at the same concurrency."""
+"""The request path: HTTP through the gateway (and the bus) against references measured in the same
+run — (b) a trivial aiohttp route, (r) a bare hop (aiohttp → raw nats-py request → raw nats-py
+responder), (p) FastAPI + uvicorn doing the authenticated read of (c)."""
 
 from __future__ import annotations
 
-from bench.common import Options, Section, fmt, log, median, nproc, ratio, table
+import secrets
+from dataclasses import dataclass, field
+
+from bench.common import Options, Row, log, median, ratio_text
 from bench.loadgen import Load, RequestSpec, choose, run_load, wrk_version
-from bench.system import CpuMeter, System, cpu_text, trivial_server
+from bench.system import CpuMeter, System, bare_hop, cpu_text, fastapi_reference, register_and_login, trivial_server
 
 CONNECTIONS = 64
 
 
-def generator_name(options: Options, *, needs_bodies: bool = False) -> str:
-    if choose(options.generator, needs_bodies=needs_bodies) == "wrk":
+def generator_name(options: Options) -> str:
+    if choose(options.generator) == "wrk":
         return f"wrk {wrk_version()} (1 thread, separate process)"
-    why = "" if options.generator == "python" or needs_bodies else " — wrk not installed"
+    why = "" if options.generator == "python" else " — wrk not installed"
     return f"Python asyncio + aiohttp generator (separate process){why}"
 
 
+@dataclass
 class Measured:
     """The runs of one target and the CPU the processes used during them."""
 
-    def __init__(self) -> None:
-        self.loads: list[Load] = []
-        self.cpu: dict[str, float] = {}
+    loads: list[Load] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    one_connection: Load | None = None
 
     @property
     def requests(self) -> int:
         return sum(load.completed or load.requests for load in self.loads)
 
-    def cpu_per_request(self) -> str:
-        return cpu_text(self.cpu, self.requests)
+    @property
+    def rps(self) -> float:
+        return median(load.rps for load in self.loads)
+
+    def row(self, key: str, target: str, includes: str) -> Row:
+        failed = sum(load.failed for load in self.loads)
+        total = sum(load.requests + load.errors for load in self.loads)
+        return Row(
+            key=key,
+            target=target,
+            includes=includes,
+            rate=self.rps,
+            p50_ms=median(load.p50_ms for load in self.loads),
+            p99_ms=median(load.p99_ms for load in self.loads),
+            p50_one_ms=self.one_connection.p50_ms if self.one_connection else None,
+            failed=f"{failed} / {total:,}",
+            cpu=cpu_text(self.cpu, self.requests, unit="µs"),
+        )
 
 
 def measure(
-    targets: dict[str, RequestSpec],
-    options: Options,
-    meter: CpuMeter,
-    *,
-    connections: int,
-    duration: float,
-    rounds: int,
-    label: str,
+    targets: dict[str, RequestSpec], options: Options, meter: CpuMeter, *, duration: float, rounds: int
 ) -> dict[str, Measured]:
-    """Each target once per round, the order rotating, after one short warm-up run of each."""
+    """Each target once per round at CONNECTIONS, the order rotating, after a 1 s warm-up of each."""
     names = list(targets)
     for name in names:
-        run_load([targets[name]], connections=connections, duration=1.0, warmup=0.0, generator=options.generator)
+        run_load([targets[name]], connections=CONNECTIONS, duration=1.0, warmup=0.0, generator=options.generator)
     results = {name: Measured() for name in names}
     for round_no in range(rounds):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for name in order:
             before = meter.snapshot()
             load = run_load(
-                [targets[name]], connections=connections, duration=duration, warmup=0.0, generator=options.generator
+                [targets[name]], connections=CONNECTIONS, duration=duration, warmup=0.0, generator=options.generator
             )
             for process, seconds in CpuMeter.delta(before, meter.snapshot()).items():
                 results[name].cpu[process] = results[name].cpu.get(process, 0.0) + seconds
             log(
-                f"{label}: {name}: {load.rps:,.0f} req/s, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms"
+                f"http: {name}: {load.rps:,.0f} req/s, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms"
                 + (f", {load.failed} failed" if load.failed else "")
             )
             results[name].loads.append(load)
     return results
 
 
-def row(name: str, includes: str, measured: Measured) -> list[str]:
-    loads = measured.loads
-    failed = sum(load.failed for load in loads)
-    total = sum(load.requests + load.errors for load in loads)
+RESPONDERS = {
+    "dispatcher": "our dispatcher (`shared.dispatch`: the ping's models, envelope, trace context)",
+    "faststream-lean": "a FastStream subscriber, lean (no logger, no middlewares)",
+    "faststream": "a FastStream subscriber as the services had it (telemetry middleware)",
+}
+
+
+def responder_rows(options: Options, system: System, *, duration: float, rounds: int) -> list[Row]:
+    """The bare hop with what a service could run as its responder instead of raw nats-py: the
+    responder's CPU per message is the figure (each one alone, in turn, in every round)."""
+    measured = {kind: Measured() for kind in RESPONDERS}
+    for _ in range(rounds):
+        for kind in RESPONDERS:
+            with bare_hop(f"nats://127.0.0.1:{system.nats_port}", kind) as (url, pids):
+                meter = CpuMeter(system, pids)
+                run_load([RequestSpec(url)], connections=CONNECTIONS, duration=1.0, generator=options.generator)
+                before = meter.snapshot()
+                load = run_load(
+                    [RequestSpec(url)], connections=CONNECTIONS, duration=duration, generator=options.generator
+                )
+                for process, seconds in CpuMeter.delta(before, meter.snapshot()).items():
+                    measured[kind].cpu[process] = measured[kind].cpu.get(process, 0.0) + seconds
+                measured[kind].loads.append(load)
+                log(f"http: bare hop with {kind}: {load.rps:,.0f} req/s, p50 {load.p50_ms:.1f} ms")
     return [
-        name,
-        includes,
-        fmt(median(x.rps for x in loads)),
-        fmt(median(x.p50_ms for x in loads), 1),
-        fmt(median(x.p99_ms for x in loads), 1),
-        f"{failed} / {total:,}",
-        measured.cpu_per_request(),
+        measured[kind].row("", f"bare hop, responder: {kind}", f"(r) with {what} as the responder")
+        for kind, what in RESPONDERS.items()
     ]
 
 
-HEADERS = ["target", "what it includes", "req/s", "p50 ms", "p99 ms", "failed / requests", "CPU per request"]
+def goal_row(row: Row, value: float, reference: str, at_least: float, p99_under: float | None = None) -> Row:
+    """Fill the ratio, the goal and the verdict of ``row`` (``value`` is rate ÷ the reference's rate)."""
+    row.ratio = ratio_text(value, reference)
+    row.goal = f"≥ {at_least:g} x {reference}" + (f", p99 < {p99_under:g} ms" if p99_under is not None else "")
+    met = value == value and value >= at_least and (p99_under is None or row.p99_ms < p99_under)
+    row.verdict = "met" if met else "**not met**"
+    return row
 
 
-def cpu_note(unit: str = "request") -> str:
-    return (
-        f"CPU per {unit} (ms): CPU time (user + system) each process used during the measured runs ÷ {unit}s, "
-        f"total first; `other services` are the four services besides auth; `load generator` is the generator "
-        f"process; `bench server` is (b). With {nproc()} cores, a total of T ms caps the rate near "
-        f"{nproc()} x 1000 / T per second however the work is spread."
-    )
-
-
-def run(options: Options, system: System) -> Section:
+def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
     duration = 2.0 if options.quick else 5.0
     rounds = 1 if options.quick else 3
-    with trivial_server() as (trivial_url, trivial_pid):
+    token = register_and_login(system.base, f"bench-http-{secrets.token_hex(4)}@example.com", "bench-password-123")
+    bearer = {"Authorization": f"Bearer {token}"}
+    with (
+        trivial_server() as (trivial_url, trivial_pid),
+        bare_hop(f"nats://127.0.0.1:{system.nats_port}") as (hop_url, hop_pids),
+        fastapi_reference() as (fastapi_url, fastapi_token, fastapi_pids),
+    ):
         targets = {
-            "a": RequestSpec(f"{system.base}/ping/auth"),
             "b": RequestSpec(trivial_url),
-            "c": RequestSpec(f"{system.base}/health"),
+            "r": RequestSpec(hop_url),
+            "p": RequestSpec(fastapi_url, headers={"Authorization": f"Bearer {fastapi_token}"}),
+            "health": RequestSpec(f"{system.base}/health"),
+            "ping": RequestSpec(f"{system.base}/ping/auth"),
+            "whoami": RequestSpec(f"{system.base}/auth/whoami", headers=bearer),
+            "c": RequestSpec(f"{system.base}/users/me", headers=bearer),
         }
-        meter = CpuMeter(system, {"bench server": trivial_pid})
-        results = measure(
-            targets, options, meter, connections=CONNECTIONS, duration=duration, rounds=rounds, label="gateway"
-        )
-    rps = {name: median(x.rps for x in m.loads) for name, m in results.items()}
-    p50 = {name: median(x.p50_ms for x in m.loads) for name, m in results.items()}
-    section = Section("gateway", "gateway/bus — HTTP through the gateway and NATS")
-    section.facts = [
-        f"load generator: {generator_name(options)}; {CONNECTIONS} connections (keep-alive)",
-        f"runs: {rounds} x {duration:g} s per target (order rotating, after one 1 s warm-up run per target); medians",
-        "system: `python -m shared.supervisor up` (NATS + every service + gateway, embedded store in a temp "
-        f"dir, default settings), ready in {system.started_in:.1f} s",
-    ]
-    section.body = [
-        *table(
-            HEADERS,
-            [
-                row(
-                    "(a) `GET /api/v5/ping/auth`",
-                    "gateway middlewares → NATS request/reply → auth service (FastStream) ping handler, "
-                    "whose store check is cached for 1 s → back",
-                    results["a"],
-                ),
-                row(
-                    "(b) trivial aiohttp handler",
-                    "bench's own process: aiohttp + uvloop, no access log, one orjson body, no middlewares",
-                    results["b"],
-                ),
-                row("(c) `GET /api/v5/health`", "gateway middlewares only, no bus", results["c"]),
-            ],
+        meter = CpuMeter(system, {"bench server": trivial_pid, **hop_pids, **fastapi_pids})
+        results = measure(targets, options, meter, duration=duration, rounds=rounds)
+        for name in ("b", "health", "c", "p"):
+            single = run_load(
+                [targets[name]], connections=1, duration=duration, warmup=0.5, generator=options.generator
+            )
+            log(f"http: {name} at 1 connection: p50 {single.p50_ms:.2f} ms")
+            results[name].one_connection = single
+    rps = {name: m.rps for name, m in results.items()}
+    rows = [
+        results["b"].row("(b)", "trivial aiohttp route", "the bench's own process: aiohttp + uvloop, one orjson body"),
+        results["r"].row(
+            "(r)",
+            "bare hop",
+            "aiohttp route → raw nats-py request → raw nats-py responder in another process → back; no "
+            "middlewares, envelope, models or trace context",
         ),
-        "",
-        f"Ratios (same run, medians): **(a)/(b) req/s = {ratio(rps['a'], rps['b'])}**; "
-        f"(c)/(b) req/s = {ratio(rps['c'], rps['b'])}; (a)/(c) req/s = {ratio(rps['a'], rps['c'])}; "
-        f"p50 (a)/(b) = {ratio(p50['a'], p50['b'], 1)}x.",
-        "",
-        cpu_note(),
+        results["p"].row(
+            "(p)",
+            "FastAPI + uvicorn, authenticated read",
+            "2 workers, uvloop, httptools: PyJWT EdDSA verify of the bearer token (every request) + one SQLite "
+            "point read (WAL) + a pydantic response model",
+        ),
+        goal_row(
+            results["health"].row("", "`GET /api/v5/health`", "the gateway's edge (request id, trace ids), no bus"),
+            rps["health"] / rps["b"],
+            "(b)",
+            0.8,
+            p99_under=5.0,
+        ),
+        goal_row(
+            results["ping"].row(
+                "",
+                "`GET /api/v5/ping/auth`",
+                "edge → NATS request with the trace context → auth's dispatcher → ping handler (store check cached "
+                "1 s) → envelope → back",
+            ),
+            rps["ping"] / rps["r"],
+            "(r)",
+            0.7,
+        ),
+        results["whoami"].row(
+            "", "`GET /api/v5/auth/whoami`", "edge + access-token check (verified-token cache, deny set); no bus"
+        ),
+        goal_row(
+            results["c"].row(
+                "(c)",
+                "`GET /api/v5/users/me`",
+                "edge + token check (cached) → NATS → auth's dispatcher → one store read (`await store.run`) → back",
+            ),
+            rps["c"] / rps["p"],
+            "(p)",
+            1.5,
+            p99_under=25.0,
+        ),
     ]
-    return section
+    rows[3:3] = responder_rows(options, system, duration=duration, rounds=rounds)
+    facts = [
+        f"HTTP load: {generator_name(options)}; {CONNECTIONS} connections (keep-alive); {rounds} x {duration:g} s "
+        "per target, the order rotating, after a 1 s warm-up of each; medians. The p50 at 1 connection: one "
+        f"{duration:g} s run.",
+        "system: `python -m shared.supervisor up` (NATS + every service + gateway, embedded store in a temp dir, "
+        f"default settings), ready in {system.started_in:.1f} s",
+    ]
+    return rows, facts

@@ -1,28 +1,47 @@
-"""Run the benchmarks and write ``bench/results.md``.
+"""Run the benchmarks and write ``bench/results.md``: one table of the request path, from one run.
 
-    python -m bench.run                         # everything (about 5 minutes on 2 cores)
+    python -m bench.run                         # the request path and logins (about 6 minutes on 2 cores)
     python -m bench.run --quick                 # short durations, one run each: a smoke check
-    python -m bench.run --only store,gateway    # some of: store, gateway, login, tokens
+    python -m bench.run --only gateway          # some of: gateway, login (the table then holds those rows)
+    python -m bench.run --only store            # the embedded store against raw sqlite3: bench/store-results.md
     python -m bench.run --generator python      # force the Python load generator even if wrk is installed
 
-The store benchmark runs first, with nothing else started. The others share one system started with
-the supervisor on free ports and a temp data dir, stopped (SIGINT) at the end.
+The request path and logins share one system started with the supervisor on free ports and a temp
+data dir, stopped (SIGINT) at the end; the references (trivial aiohttp route, bare NATS hop, FastAPI
+app) run beside it in processes of their own.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from bench.common import ORDER, RESULTS_PATH, Options, Section, log, machine, write_results
+from bench.common import (
+    RESULTS_PATH,
+    STORE_RESULTS_PATH,
+    Options,
+    Row,
+    Section,
+    log,
+    machine,
+    write_results,
+    write_table,
+)
 from bench.system import System
 
-NEEDS_SYSTEM = ("gateway", "tokens", "login")
+SYSTEM_PARTS = ("gateway", "login")
+CHOICES = ("store", *SYSTEM_PARTS)
+
+NOTES = [
+    "CPU per request: CPU time (user + system) each process used during the measured runs ÷ requests "
+    "answered (µs for HTTP rows, ms for logins), total first; `other services` are the four services besides "
+    "auth, `load generator` is wrk. With 2 cores, a total of T ms caps a rate near 2 x 1000 / T per second "
+    "however the work is spread; the load generator shares those cores.",
+]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -30,7 +49,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="short durations, one run each (smoke check)")
-    parser.add_argument("--only", default=",".join(ORDER), help=f"comma-separated subset of {','.join(ORDER)}")
+    parser.add_argument("--only", default=",".join(SYSTEM_PARTS), help=f"comma-separated subset of {','.join(CHOICES)}")
     parser.add_argument(
         "--generator",
         choices=("auto", "wrk", "python"),
@@ -40,28 +59,32 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS_PATH, help="results file (default bench/results.md)")
     args = parser.parse_args(argv)
     args.names = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = [name for name in args.names if name not in ORDER]
+    unknown = [name for name in args.names if name not in CHOICES]
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(CHOICES)}")
     return args
-
-
-def failed_section(name: str, error: BaseException) -> Section:
-    section = Section(name, f"{name} — FAILED")
-    tail = "".join(traceback.format_exception(error)).strip().splitlines()[-15:]
-    section.body = ["The benchmark failed:", "", "```", *tail, "```"]
-    return section
 
 
 def report_logs(system: System) -> None:
     for name, size in system.log_sizes().items():
         path = system.data_dir / "logs" / f"{name}.log"
         text = path.read_text(errors="replace")
-        problems = sum(1 for line in text.splitlines() if "Traceback" in line or " ERROR " in line)
-        log(f"log {name}: {size:,} bytes, {problems} error/traceback lines")
-        if problems:
-            for line in [x for x in text.splitlines() if "Traceback" in x or " ERROR " in x][:3]:
-                log(f"    {line[:200]}")
+        problems = [line for line in text.splitlines() if "Traceback" in line or '"level":"error"' in line]
+        log(f"log {name}: {size:,} bytes, {len(problems)} error/traceback lines")
+        for line in problems[:3]:
+            log(f"    {line[:200]}")
+
+
+def store_section(options: Options) -> None:
+    from bench import store
+
+    try:
+        section = store.run(options)
+    except Exception as error:
+        section = Section("store", "store — FAILED")
+        section.body = ["```", *"".join(traceback.format_exception(error)).strip().splitlines()[-15:], "```"]
+    write_results({"store": section.render(options)}, STORE_RESULTS_PATH)
+    log(f"wrote {STORE_RESULTS_PATH}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,51 +95,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     log(f"machine: {machine()}; running {', '.join(args.names)}{' (quick)' if args.quick else ''}")
     started = time.monotonic()
-    sections: dict[str, str] = {}
-    failures = 0
-
-    def record(name: str, build: object) -> None:
-        nonlocal failures
-        load_before = os.getloadavg()[0]
-        try:
-            section = build()  # type: ignore[operator]
-        except Exception as error:
-            failures += 1
-            log(f"{name} FAILED: {type(error).__name__}: {error}")
-            section = failed_section(name, error)
-        section.load_before = load_before
-        sections[name] = section.render(options)
-        write_results(sections, args.out)  # after each benchmark, so an interrupted run keeps what it had
-
     if "store" in args.names:
-        from bench import store
+        store_section(options)
+    wanted = [name for name in SYSTEM_PARTS if name in args.names]
+    if not wanted:
+        return 0
+    from bench import gateway, login
 
-        record("store", lambda: store.run(options))
-
-    wanted = [name for name in NEEDS_SYSTEM if name in args.names]
-    if wanted:
-        from bench import gateway, login, tokens
-
-        modules = {"gateway": gateway, "tokens": tokens, "login": login}
-        system = System()
-        try:
+    parts = {"gateway": gateway.run, "login": login.run}
+    rows: list[Row] = []
+    facts: list[str] = []
+    failures: list[str] = []
+    system = System()
+    try:
+        system.start()
+        for name in wanted:  # login last: it leaves thousands of sessions in the store
             try:
-                system.start()
+                part_rows, part_facts = parts[name](options, system)
             except Exception as error:
-                for name in wanted:
-                    record(name, lambda error=error: (_ for _ in ()).throw(error))
-            else:
-                for name in wanted:  # login last: it leaves thousands of sessions in the store
-                    record(name, lambda name=name: modules[name].run(options, system))
-        finally:
-            system.stop()
-            report_logs(system)
-            system.cleanup()
-
-    log(
-        f"wrote {args.out} in {time.monotonic() - started:.0f} s"
-        + (f"; {failures} benchmark(s) failed" if failures else "")
-    )
+                log(f"{name} FAILED: {type(error).__name__}: {error}")
+                failures.append(f"{name}: {''.join(traceback.format_exception_only(error)).strip()}")
+                continue
+            rows += part_rows
+            facts += part_facts
+            write_table(rows, facts, NOTES + [f"FAILED: {f}" for f in failures], options, args.out)
+    finally:
+        system.stop()
+        report_logs(system)
+        system.cleanup()
+    write_table(rows, facts, NOTES + [f"FAILED: {f}" for f in failures], options, args.out)
+    log(f"wrote {args.out} in {time.monotonic() - started:.0f} s" + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
 
 

@@ -146,6 +146,78 @@ def trivial_server() -> Iterator[tuple[str, int]]:
                 process.wait()
 
 
+@contextlib.contextmanager
+def _serving(args: list[str], url: str, what: str, ready: str | None = None) -> Iterator[subprocess.Popen[str]]:
+    """A bench process until the block ends: started, waited for (``url`` answers, or ``ready`` on
+    its stdout), stopped with SIGINT."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE if ready else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        if ready is not None:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if ready not in line:
+                raise RuntimeError(f"{what} did not start: {line}{process.stderr.read() if process.stderr else ''}")
+        else:
+            while http_status(url) == 0:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not start: {process.stderr.read() if process.stderr else ''}")
+                time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def bare_hop(nats_url: str, responder_kind: str = "raw") -> Iterator[tuple[str, dict[str, int]]]:
+    """Reference (r): its URL and the process ids of its HTTP front and its responder (raw nats-py, or
+    one of the others ``bench.bare_hop`` offers)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    respond = ["bench.bare_hop", "respond", nats_url, responder_kind]
+    with (
+        _serving(respond, url, f"the bare-hop responder ({responder_kind})", ready="ready") as responder,
+        _serving(["bench.bare_hop", "http", str(port), nats_url], url, "the bare-hop front") as front,
+    ):
+        yield url, {"hop front": front.pid, "hop responder": responder.pid}
+
+
+@contextlib.contextmanager
+def fastapi_reference() -> Iterator[tuple[str, str, dict[str, list[int]]]]:
+    """Reference (p): its URL, a valid token, and the ids of uvicorn's processes (main and workers)."""
+    import psutil
+
+    from bench.fastapi_ref import prepare
+
+    directory = Path(tempfile.mkdtemp(prefix="coditect-bench-fastapi-"))
+    try:
+        token = prepare(directory)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/users/me"
+        with _serving(["bench.fastapi_ref", str(port), str(directory)], url, "the FastAPI reference") as server:
+            deadline = time.monotonic() + 30
+            while len(children := psutil.Process(server.pid).children(recursive=True)) < 2:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("uvicorn's workers did not start")
+                time.sleep(0.1)
+            time.sleep(1.0)  # both workers listening
+            yield url, token, {"fastapi": [server.pid, *(child.pid for child in children)]}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def call_json(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, dict[str, object]]:
     """One JSON request (setup only, not measured): status and decoded body."""
     import json
@@ -181,8 +253,11 @@ class CpuMeter:
     """CPU seconds (user + system) used by each process of the system, the bench's own servers, and the
     load generators this process ran and waited for (``RUSAGE_CHILDREN``), between two snapshots."""
 
-    def __init__(self, system: System | None, extra: dict[str, int] | None = None) -> None:
-        self.pids: dict[int, str] = {pid: name for name, pid in (extra or {}).items()}
+    def __init__(self, system: System | None, extra: dict[str, int | list[int]] | None = None) -> None:
+        self.pids: dict[int, str] = {}
+        for name, pids in (extra or {}).items():
+            for pid in pids if isinstance(pids, list) else [pids]:
+                self.pids[pid] = name
         try:
             import psutil
         except ImportError:
@@ -224,9 +299,11 @@ def _process_name(cmdline: list[str]) -> str:
 
 
 def cpu_text(cpu: dict[str, float], count: int, unit: str = "ms") -> str:
-    """CPU per operation by process, biggest first: 'auth 12.0, gateway 3.1, ...' (ms)."""
+    """CPU per operation by process, biggest first: '25.1 ms: auth 22.0, gateway 1.1, ...' (ms or µs)."""
     if count <= 0:
         return "n/a"
-    parts = sorted(((seconds / count * 1000, name) for name, seconds in cpu.items() if seconds > 0), reverse=True)
+    scale, digits = (1e6, 0) if unit == "µs" else (1e3, 2)
+    parts = sorted(((seconds / count * scale, name) for name, seconds in cpu.items() if seconds > 0), reverse=True)
     total = sum(value for value, _ in parts)
-    return f"{total:.2f} {unit}: " + ", ".join(f"{name} {value:.2f}" for value, name in parts)
+    shown = [(value, name) for value, name in parts if round(value, digits) > 0]  # what rounds to 0 is noise
+    return f"{total:.{digits}f} {unit}: " + ", ".join(f"{name} {value:.{digits}f}" for value, name in shown)

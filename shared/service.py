@@ -20,6 +20,8 @@ from contracts import subjects
 from contracts.events import Event
 from contracts.health import Ping, Pong
 from shared import bus
+from shared.dispatch import Dispatcher
+from shared.heap import freeze_startup_objects
 from shared.settings import CommonSettings
 from shared.store import Store, StoreUnavailable, open_store
 from shared.telemetry import setup_logging, setup_tracing
@@ -32,11 +34,13 @@ STORE_CHECK_INTERVAL = 1.0
 
 @dataclass
 class ServiceContext:
-    """What handlers of a service get: its broker, its store, its settings."""
+    """What handlers of a service get: its broker (JetStream, publishing), its request/reply
+    dispatcher, its store, its settings."""
 
     name: str
     settings: CommonSettings
     broker: NatsBroker
+    dispatcher: Dispatcher
     store: Store
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     store_ready: bool = False
@@ -74,8 +78,6 @@ class _StoreHealth:
 def _register_ping(ctx: ServiceContext) -> None:
     store_health = _StoreHealth(ctx.store)
 
-    @ctx.broker.subscriber(subjects.ping(ctx.name), queue=subjects.queue_group(ctx.name))
-    @bus.replies(Ping)
     async def ping(message: Ping) -> Pong:
         """Health ping: answers while the process is up, and says whether its store answers."""
         store_ok = await store_health.ok()
@@ -87,6 +89,8 @@ def _register_ping(ctx: ServiceContext) -> None:
             echo=message.echo,
             store_stats=ctx.store.stats(),
         )
+
+    ctx.dispatcher.add(subjects.ping(ctx.name), Ping, ping, queue=subjects.queue_group(ctx.name))
 
 
 async def _wait_for_store(ctx: ServiceContext, stop: asyncio.Event) -> None:
@@ -111,11 +115,21 @@ def build_context(name: str, settings: CommonSettings) -> ServiceContext:
         tracer_provider=tracer_provider,
         graceful_timeout=settings.graceful_timeout,
     )
-    return ServiceContext(name=name, settings=settings, broker=broker, store=open_store(settings, name))
+    exporting = bool(settings.otel_exporter_otlp_endpoint)
+    dispatcher = Dispatcher(
+        tracer=tracer_provider.get_tracer(f"coditect.{name}") if exporting else None,
+        graceful_timeout=settings.graceful_timeout,
+    )
+    return ServiceContext(
+        name=name, settings=settings, broker=broker, dispatcher=dispatcher, store=open_store(settings, name)
+    )
 
 
-async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) -> None:
-    """Register handlers, connect (retrying for as long as it takes), serve until ``stop`` is set."""
+async def serve(
+    ctx: ServiceContext, register: Register, stop: asyncio.Event, *, serving: Callable[[], None] | None = None
+) -> None:
+    """Register handlers, connect (retrying for as long as it takes), serve until ``stop`` is set;
+    ``serving`` is called once everything answers."""
     _register_ping(ctx)
     registered = register(ctx)
     if registered is not None:
@@ -130,6 +144,7 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
                 await asyncio.wait_for(ctx.broker.connect(), 10)
                 await bus.ensure_streams(ctx.broker)
                 await asyncio.wait_for(ctx.broker.start(), 10)
+                await ctx.dispatcher.start(ctx.broker.config.connection_state.connection)
                 break
             except Exception as error:
                 log.error("%s could not start on NATS (%s); retrying", ctx.name, error)
@@ -144,10 +159,13 @@ async def serve(ctx: ServiceContext, register: Register, stop: asyncio.Event) ->
             ctx.instance,
         )
         tasks = [asyncio.create_task(job(stop)) for job in ctx.background]
+        if serving is not None:
+            serving()
         await stop.wait()
     finally:
         log.info("%s is stopping: draining in-flight messages", ctx.name)
         store_task.cancel()
+        await ctx.dispatcher.stop()
         await ctx.broker.stop()
         for task in tasks:
             task.cancel()
@@ -169,7 +187,7 @@ def run_service(name: str, settings: CommonSettings, register: Register) -> None
             loop.add_signal_handler(sig, stop.set)
         ctx = build_context(name, settings)
         with contextlib.suppress(asyncio.CancelledError):
-            await serve(ctx, register, stop)
+            await serve(ctx, register, stop, serving=freeze_startup_objects)
 
     try:
         import uvloop

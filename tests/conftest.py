@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Gateway, NatsServer, free_port, nats_server, running_gateway, start_service
+from tests.support import Gateway, NatsServer, free_port, nats_server, running_gateway, start_service, wait_ready
 
 
 @pytest.fixture
@@ -80,6 +80,8 @@ async def system(
     try:
         async with running_gateway(settings) as gateway:
             gateway.services = {r.ctx.name: r for r in running}
+            # Right after start the revocations may still be loading (/ready 503): tests begin once ready.
+            await wait_ready(gateway)
             yield gateway
     finally:
         await asyncio.gather(*(r.shutdown() for r in running), return_exceptions=True)

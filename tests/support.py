@@ -133,7 +133,7 @@ async def start_service(name: str, settings: CommonSettings, register: Register)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(ctx, register, stop))
     deadline = time.monotonic() + 15
-    while not (ctx.broker.config.connection_state and ctx.store_ready):
+    while not (ctx.dispatcher.serving and ctx.store_ready):
         if task.done():
             task.result()
         if time.monotonic() > deadline:
@@ -159,7 +159,7 @@ class Gateway:
 async def running_gateway(settings: Any, *, wait_for_revocations: bool = True) -> AsyncIterator[Gateway]:
     from services.gateway.app import create_app
     from services.gateway.deps import BUS_KEY
-    from services.gateway.middleware import VERIFIER_KEY
+    from services.gateway.edge import VERIFIER_KEY
     from services.gateway.tokens import JwksVerifier
 
     app = create_app(settings)
@@ -178,6 +178,19 @@ async def running_gateway(settings: Any, *, wait_for_revocations: bool = True) -
     finally:
         await gateway.session.close()
         await runner.cleanup()
+
+
+async def wait_ready(gateway: Gateway, timeout: float = 15.0) -> None:
+    """Until ``/ready`` is 200 (every service answers, revocations loaded), as ``./dev up`` waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with gateway.session.get(f"{gateway.api}/ready") as response:
+            if response.status == 200:
+                return
+            body = await response.text()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the system did not become ready: {body}")
+        await asyncio.sleep(0.05)
 
 
 def kill_nats(server: NatsServer) -> None:

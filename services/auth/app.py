@@ -62,7 +62,7 @@ def build(settings: AuthSettings) -> Register:
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
         auth = AuthContext(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
-        register_handlers(ctx.broker, auth, concurrency=settings.handler_concurrency)
+        register_handlers(ctx.dispatcher, auth, concurrency=settings.handler_concurrency)
         ctx.components["auth"] = auth
         ctx.background.append(lambda stop: outbox.run(stop))
         ctx.background.append(lambda stop: forget_stale_addresses(auth, stop))

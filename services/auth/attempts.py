@@ -95,9 +95,9 @@ class Attempt:
                     actor=platform(),
                 )
 
-        await ctx.store.run(record)
+        _, staged = await ctx.transact(record)
         self.settled = True
-        await ctx.publish_staged()
+        await ctx.publish_staged(staged)
 
 
 def refusal(tx: Transaction, ctx: AuthContext, attempt: Attempt, now: float) -> ServiceError | None:

@@ -4,9 +4,10 @@ the transaction's outbox, revoking families, issuing tokens, publishing after co
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from contracts import auth as api
 from contracts.envelope import ErrorCode
@@ -19,9 +20,11 @@ from services.auth.lockout import LockoutPolicy, WindowCount
 from services.auth.passwords import PasswordHashing
 from services.auth.settings import AuthSettings
 from shared.errors import ServiceError, caller_of
-from shared.outbox import Outbox
+from shared.outbox import Outbox, Staged
 from shared.store import Store, Transaction
 from shared.telemetry import current_trace_id
+
+T = TypeVar("T")
 
 INVALID_CREDENTIALS = ServiceError(ErrorCode.INVALID_CREDENTIALS, "email or password is wrong")
 
@@ -99,10 +102,15 @@ class AuthContext:
         """Stage an event in the outbox of this transaction."""
         self.outbox.stage(tx, self.event(type_, message, **fields))
 
-    async def publish_staged(self) -> None:
-        """After a commit: publish what was staged, briefly. The change is committed whatever
-        happens here; what is not out within the bound, the outbox's loop delivers."""
-        await self.outbox.publish_soon(self.settings.publish_after_commit_seconds)
+    async def transact(self, fn: Callable[[Transaction], T]) -> tuple[T, Staged]:
+        """Run a transaction that stages events; its result and what it staged, for ``publish_staged``."""
+        return await self.outbox.transact(fn)
+
+    async def publish_staged(self, staged: Staged | None = None) -> None:
+        """After a commit: publish what it staged (from memory; without ``staged``, whatever the
+        outbox holds), briefly. The change is committed whatever happens here; what is not out
+        within the bound, the outbox's loop delivers."""
+        await self.outbox.publish_soon(self.settings.publish_after_commit_seconds, staged)
 
     # Families.
     def revoke(

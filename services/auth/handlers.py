@@ -1,5 +1,5 @@
 """Bus handlers of the auth service: each subject validates its message, calls one use case and
-replies with the envelope (``shared.bus.replies``). The table is the whole mapping."""
+replies with the envelope (``shared.dispatch``). The table is the whole mapping."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from faststream.nats import NatsBroker
-
 from contracts import auth as api
 from contracts import subjects
 from contracts.envelope import ErrorCode
@@ -17,7 +15,7 @@ from contracts.identity import BusRequest, Caller
 from services.auth import devices, login, profile, registration, rotation
 from services.auth.context import AuthContext
 from services.auth.keyring import RotationTooSoon
-from shared.bus import replies
+from shared.dispatch import Dispatcher
 from shared.errors import ServiceError, caller_of
 
 UseCase = Callable[[Any], Awaitable[Any]]
@@ -81,12 +79,12 @@ def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], UseCase
     ]
 
 
-def register_handlers(broker: NatsBroker, ctx: AuthContext, *, concurrency: int) -> None:
+def register_handlers(dispatcher: Dispatcher, ctx: AuthContext, *, concurrency: int) -> None:
     """Subscribe every use case; each handles up to ``concurrency`` messages at once, because they
-    wait on the hash pool and the store (FastStream's default of one serialized every login)."""
+    wait on the hash pool and the store (one at a time serialized every login behind its hash)."""
     queue = subjects.queue_group(api.SERVICE)
     for subject, model, use_case in handler_table(ctx):
-        broker.subscriber(subject, queue=queue, title=subject, max_workers=concurrency)(replies(model)(use_case))
+        dispatcher.add(subject, model, use_case, queue=queue, max_workers=concurrency)
 
 
 def published_after_retire(access_ttl_seconds: int, leeway_seconds: int) -> timedelta:

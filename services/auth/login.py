@@ -83,11 +83,11 @@ async def login(ctx: AuthContext, message: api.Login) -> api.TokenPair:
             )
             return current
 
-        current = await ctx.store.run(create)
+        current, staged = await ctx.transact(create)
         attempt.settled = True
     if current is None:
         raise INVALID_CREDENTIALS
-    await ctx.publish_staged()
+    await ctx.publish_staged(staged)
     return await ctx.issue(current, session, refresh_token, now)
 
 
@@ -132,9 +132,9 @@ async def change_password(ctx: AuthContext, message: api.ChangePassword) -> api.
             )
             return ctx.revoke(tx, others, "password_changed", message, now)
 
-        revoked = await ctx.store.run(change)
+        revoked, staged = await ctx.transact(change)
         attempt.settled = True
     if revoked is None:
         raise INVALID_CREDENTIALS
-    await ctx.publish_staged()
+    await ctx.publish_staged(staged)
     return revoked

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from shared.heap import freeze_startup_objects
 from shared.telemetry import setup_logging
 
 
@@ -21,8 +22,14 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    app = create_app(settings)
+
+    async def settled(app: web.Application) -> None:
+        freeze_startup_objects()
+
+    app.on_startup.append(settled)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         print=None,

@@ -1,4 +1,4 @@
-"""The gateway's composition root: settings, bus link, token verifier, routes, middlewares."""
+"""The gateway's composition root: settings, bus link, token verifier, routes wrapped by the edge."""
 
 from __future__ import annotations
 
@@ -12,13 +12,7 @@ from aiohttp import web
 from services.gateway import live
 from services.gateway.buslink import BusLink
 from services.gateway.deps import BUS_KEY, SETTINGS_KEY
-from services.gateway.middleware import (
-    ROUTES_KEY,
-    VERIFIER_KEY,
-    authenticate,
-    error_envelope,
-    request_context,
-)
+from services.gateway.edge import NO_ROUTE, VERIFIER_KEY, edge_for
 from services.gateway.openapi import OPENAPI_KEY, build_openapi
 from services.gateway.routes import auth as auth_routes
 from services.gateway.routes import ops
@@ -52,18 +46,17 @@ def create_app(settings: GatewaySettings) -> web.Application:
         revocation_poll_interval=settings.revocation_poll_interval,
         revocation_stale_after=settings.revocation_stale_after,
     )
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[request_context, error_envelope, authenticate],
-    )
+    # No middlewares: each route's handler is wrapped by the edge instead (see services/gateway/edge.py).
+    app = web.Application(client_max_size=settings.max_body_bytes)
     routes = all_routes()
     app[SETTINGS_KEY] = settings
     app[BUS_KEY] = bus
     app[VERIFIER_KEY] = verifier
-    app[ROUTES_KEY] = {route.handler: route for route in routes}
     app[OPENAPI_KEY] = build_openapi(routes, BASE_PATH)
+    edge = edge_for(settings, verifier)
     for route in routes:
-        app.router.add_route(route.method, BASE_PATH + route.path, route.handler)
+        app.router.add_route(route.method, BASE_PATH + route.path, edge.wrap(route))
+    app.router.add_route(NO_ROUTE.method, NO_ROUTE.path, edge.wrap(NO_ROUTE))  # last: it matches every path
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         bus.start()

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
@@ -24,14 +25,11 @@ class BusLink:
         self.broker: NatsBroker = bus.make_broker(url, "coditect-gateway", tracer_provider=tracer_provider)
         self._connect_task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._connection: Client | None = None  # the broker's nats-py client, once it started
 
     @property
     def connected(self) -> bool:
-        if not self._started.is_set():
-            return False
-        with contextlib.suppress(Exception):
-            return bool(self.broker.config.connection_state.connection.is_connected)
-        return False
+        return self._connection is not None and self._connection.is_connected
 
     async def _connect(self) -> None:
         while True:
@@ -43,6 +41,7 @@ class BusLink:
                 await self.broker.stop()
                 await asyncio.sleep(1)
                 continue
+            self._connection = self.broker.config.connection_state.connection
             self._started.set()
             log.info("gateway connected to NATS at %s", self.url)
             return
@@ -60,11 +59,13 @@ class BusLink:
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connect_task
+        self._connection = None
         await self.broker.stop()
 
     async def request(
-        self, subject: str, payload: BaseModel | dict[str, Any], *, timeout: float | None = None
+        self, subject: str, payload: BaseModel | dict[str, Any] | bytes, *, timeout: float | None = None
     ) -> Reply:
-        if not self.connected:
+        connection = self._connection
+        if connection is None or not connection.is_connected:
             return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the bus is not connected")
-        return await bus.request(self.broker, subject, payload, timeout=timeout or self.timeout)
+        return await bus.request(connection, subject, payload, timeout=timeout or self.timeout)

@@ -8,10 +8,10 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from contracts.envelope import ErrorCode
-from contracts.identity import BusRequest, Caller, ClientInfo
+from contracts.identity import BusRequest, Caller
 from services.gateway.buslink import BusLink
+from services.gateway.edge import CALLER, REQUEST_ID
 from services.gateway.http import ApiError, parse, unwrap
-from services.gateway.middleware import CALLER, REQUEST_ID
 from services.gateway.settings import GatewaySettings
 
 BUS_KEY = web.AppKey("bus", BusLink)
@@ -25,12 +25,13 @@ def caller_of(request: web.Request) -> Caller:
     return caller
 
 
-def client_of(request: web.Request) -> ClientInfo:
-    return ClientInfo(
-        ip=request.remote,
-        user_agent=request.headers.get("User-Agent"),
-        request_id=request.get(REQUEST_ID),
-    )
+def client_of(request: web.Request) -> dict[str, str | None]:
+    """What the edge saw of the client, as the fields of ``ClientInfo`` (validated with the message)."""
+    return {
+        "ip": request.remote,
+        "user_agent": request.headers.get("User-Agent"),
+        "request_id": request.get(REQUEST_ID),
+    }
 
 
 async def call(request: web.Request, subject: str, payload: BaseModel | dict[str, Any]) -> Any:
@@ -44,7 +45,7 @@ IDENTITY_FIELDS = frozenset({"caller", "client"})
 
 async def send(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> Any:
     """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
-    message = parse(model, {key: value for key, value in data.items() if key not in IDENTITY_FIELDS})
-    message.caller = request.get(CALLER)
-    message.client = client_of(request)
-    return unwrap(await request.app[BUS_KEY].request(subject, message))
+    fields = {key: value for key, value in data.items() if key not in IDENTITY_FIELDS}
+    fields["caller"] = request.get(CALLER)  # one validation for the whole message
+    fields["client"] = client_of(request)
+    return unwrap(await request.app[BUS_KEY].request(subject, parse(model, fields)))

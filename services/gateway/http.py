@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -72,6 +73,9 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    if isinstance(data, BaseModel):  # straight from pydantic's serializer, no dict in between
+        body = b'{"success":true,"data":' + pydantic_core.to_json(data) + b"}"
+        return web.Response(body=body, status=status, content_type="application/json", headers=headers)
     return json_response({"success": True, "data": data}, status, headers)
 
 

@@ -372,7 +372,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             status=426,
             headers={"Upgrade": "websocket"},
         )
-    request_id = client_of(request).request_id
+    request_id = client_of(request)["request_id"]
     if request_id is not None:
         ws.headers["X-Request-ID"] = request_id
     await ws.prepare(request)

@@ -19,7 +19,7 @@ def build(settings: SessionSettings) -> Register:
     def register(ctx: ServiceContext) -> None:
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
         sessions = SessionContext(store=ctx.store, outbox=outbox, settings=settings)
-        register_handlers(ctx.broker, sessions, concurrency=settings.handler_concurrency)
+        register_handlers(ctx.dispatcher, sessions, concurrency=settings.handler_concurrency)
         register_consumers(ctx.broker, sessions)
         ctx.components["session"] = sessions
         ctx.background.append(outbox.run)

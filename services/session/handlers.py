@@ -19,7 +19,7 @@ from contracts.events import Event
 from contracts.identity import BusRequest
 from services.session import sessions, terminations
 from services.session.context import SessionContext
-from shared.bus import replies
+from shared.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def handler_table(ctx: SessionContext) -> list[tuple[str, type[BusRequest], UseC
     ]
 
 
-def register_handlers(broker: NatsBroker, ctx: SessionContext, *, concurrency: int) -> None:
+def register_handlers(dispatcher: Dispatcher, ctx: SessionContext, *, concurrency: int) -> None:
     """Subscribe every use case; each handles up to ``concurrency`` messages at once (they wait on the store)."""
     queue = subjects.queue_group(api.SERVICE)
     for subject, model, use_case in handler_table(ctx):
-        broker.subscriber(subject, queue=queue, title=subject, max_workers=concurrency)(replies(model)(use_case))
+        dispatcher.add(subject, model, use_case, queue=queue, max_workers=concurrency)
 
 
 def register_consumers(broker: NatsBroker, ctx: SessionContext) -> None:

@@ -17,7 +17,7 @@ from contracts import auth as api
 from contracts.identity import Caller
 from services.auth import repository as repo
 from services.gateway.deps import BUS_KEY
-from services.gateway.middleware import VERIFIER_KEY
+from services.gateway.edge import VERIFIER_KEY
 from services.gateway.tokens import JwksVerifier
 from tests.auth.helpers import (
     PASSWORD,

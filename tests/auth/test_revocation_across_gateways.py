@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from services.gateway.middleware import VERIFIER_KEY
+from services.gateway.edge import VERIFIER_KEY
 from services.gateway.settings import GatewaySettings
 from tests.auth.helpers import get, post, registered_and_logged_in
 from tests.support import Gateway, NatsServer, free_port, running_gateway

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -145,6 +146,27 @@ async def test_request_id_is_echoed_and_generated(bare_gateway: Gateway) -> None
         assert r.headers["X-Request-ID"] != "bad id\u00e9" and len(r.headers["X-Request-ID"]) == 36
     async with bare_gateway.session.get(f"{bare_gateway.api}/health") as r:
         assert r.headers["traceparent"].startswith("00-")
+
+
+async def test_requests_no_route_takes_leave_with_the_envelope_allow_and_both_ids(bare_gateway: Gateway) -> None:
+    async with bare_gateway.session.delete(f"{bare_gateway.api}/health") as r:
+        assert r.status == 405
+        assert r.headers["Allow"] == "GET"
+        assert (await r.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+        assert r.headers["X-Request-ID"] and r.headers["traceparent"].startswith("00-")
+    async with bare_gateway.session.post(f"{bare_gateway.url}/elsewhere", headers={"X-Request-ID": "r-1"}) as r:
+        assert r.status == 404
+        assert (await r.json())["error"] == {"code": "NOT_FOUND", "message": "no route /elsewhere"}
+        assert r.headers["X-Request-ID"] == "r-1" and r.headers["traceparent"].startswith("00-")
+
+
+async def test_a_generated_request_id_is_the_id_of_the_trace_the_request_began(bare_gateway: Gateway) -> None:
+    async with bare_gateway.session.get(f"{bare_gateway.api}/health") as r:
+        request_id = uuid.UUID(r.headers["X-Request-ID"])
+        assert request_id.version == 4
+        assert r.headers["traceparent"].split("-")[1] == request_id.hex
+    async with bare_gateway.session.get(f"{bare_gateway.api}/health") as again:
+        assert again.headers["X-Request-ID"] != str(request_id)
 
 
 async def test_trace_context_from_a_trusted_client_is_continued(nats: NatsServer, tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from aiohttp import web
 from contracts import auth
 from contracts.identity import BusRequest, Caller
 from services.gateway.deps import caller_of, send
+from services.gateway.edge import VERIFIER_KEY
 from services.gateway.http import ApiError, json_response, no_content, ok, read_json
-from services.gateway.middleware import VERIFIER_KEY
 from services.gateway.routing import Route, body_of
 from services.gateway.tokens import JwksVerifier
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 from aiohttp import web
 
 from contracts import subjects
 from contracts.envelope import ErrorCode, Reply
 from contracts.health import Ping, ServiceHealth
 from services.gateway.deps import BUS_KEY, SETTINGS_KEY
+from services.gateway.edge import VERIFIER_KEY
 from services.gateway.http import ApiError, json_response, ok
-from services.gateway.middleware import VERIFIER_KEY
 from services.gateway.openapi import OPENAPI_KEY
 from services.gateway.routing import Route
 from services.gateway.tokens import JwksVerifier
@@ -20,10 +21,11 @@ from services.gateway.tokens import JwksVerifier
 log = logging.getLogger(__name__)
 
 HEALTH_BODY = {"success": True, "data": {"service": "coditect-v5-api", "status": "healthy"}}
+_HEALTH_JSON = orjson.dumps(HEALTH_BODY)
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response(HEALTH_BODY)
+    return web.Response(body=_HEALTH_JSON, content_type="application/json")
 
 
 # Public routes name a failure with these words only: the error text a service sends may carry hosts,
@@ -96,17 +98,23 @@ def _store_figures(reply: Reply) -> dict[str, float]:
     return {k: v for k, v in figures.items() if isinstance(k, str) and isinstance(v, int | float)}
 
 
+_PING_SUBJECTS = {name: subjects.ping(name) for name in subjects.SERVICES}
+_PING_WITHOUT_ECHO = Ping().model_dump_json().encode()
+
+
 async def ping_service(request: web.Request) -> web.Response:
     service = request.match_info["service"]
-    if service not in subjects.SERVICES:
+    subject = _PING_SUBJECTS.get(service)
+    if subject is None:
         raise ApiError.of(ErrorCode.NOT_FOUND, f"no service {service!r}")
-    echo = request.query.get("echo")
-    reply = await request.app[BUS_KEY].request(subjects.ping(service), Ping(echo=echo))
+    echo = request.query.get("echo") if request.query_string else None
+    reply = await request.app[BUS_KEY].request(subject, _PING_WITHOUT_ECHO if echo is None else Ping(echo=echo))
     state = _service_state(service, reply)
     if reply.error is not None:
         raise ApiError.of(reply.error.code, f"{service} is {state}")
     log.debug("%s answered a ping from instance %s", service, reply.result.get("instance"))
-    return ok(ServiceHealth.model_validate(reply.result).model_dump(mode="json"))
+    # Only what ServiceHealth holds leaves: the instance (host and pid) stays on the bus and in logs.
+    return ok(ServiceHealth.model_validate(reply.result))
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -1,0 +1,226 @@
+"""Request/reply handlers on nats-py subscriptions: the service side of the bus's hot path.
+
+Each operation stays one typed async function taking its request model from ``contracts/`` and
+returning its result; the dispatcher subscribes it with the service's queue group, validates the body,
+runs the function and always answers with the envelope, exactly as ``shared.bus.replies`` does:
+validation errors, domain errors, an unavailable store and crashes all get a stable code, so a
+requester never waits for a timeout because a handler raised.
+
+Why not FastStream's subscriber: its per-message pipeline (logging, acknowledgement and telemetry
+middlewares, dependency injection, parsing) cost several times a cheap handler (README,
+"Benchmarks"). FastStream stays for JetStream consumers and publishing; the AsyncAPI document comes
+from ``contracts/catalog.py``, not from the subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pydantic_core
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Tracer
+from pydantic import BaseModel, ValidationError
+
+from contracts.envelope import ErrorCode, Reply
+from shared.errors import ServiceError
+from shared.store.base import StoreUnavailable
+from shared.telemetry import remote_parent, unrecorded_span
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+_ROOT = otel_context.Context()
+_NO_RESULT = b'{"ok":true}'
+
+
+def success(result: Any) -> bytes:
+    """``Reply.success(result)`` as JSON, straight from pydantic's serializer (no dict in between)."""
+    if result is None:
+        return _NO_RESULT  # as the envelope without its None fields
+    return b'{"ok":true,"result":' + pydantic_core.to_json(result) + b"}"
+
+
+def failure(error: Exception, handler: str) -> bytes:
+    """The envelope for an error, with the codes ``shared.bus.replies`` gives."""
+    if isinstance(error, ValidationError):
+        reply = Reply.failure(
+            ErrorCode.VALIDATION_FAILED,
+            "the request is not valid",
+            [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in error.errors()],
+        )
+    elif isinstance(error, ServiceError):
+        reply = error.to_reply()
+    elif isinstance(error, StoreUnavailable):
+        log.error("store unavailable: %s", error)
+        reply = Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the store is unavailable")
+    else:
+        log.error("handler %s failed", handler, exc_info=error)
+        reply = Reply.failure(ErrorCode.INTERNAL, "internal error")
+    return reply.model_dump_json(exclude_none=True).encode()
+
+
+class Endpoint:
+    """One subject: its request model, its handler, and how many of its messages run at once."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        subject: str,
+        model: type[BaseModel],
+        handler: Handler,
+        *,
+        queue: str,
+        max_workers: int,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.dispatcher = dispatcher
+        self.subject = subject
+        self.model = model
+        self.handler = handler
+        self.queue = queue
+        self.max_workers = max_workers
+        self.name = getattr(handler, "__name__", subject)
+        self._slots = asyncio.Semaphore(max_workers)
+
+    async def answer(self, data: bytes) -> bytes:
+        """The reply to one request body."""
+        try:
+            # An empty body is an empty object, as FastStream decoded it.
+            message = self.model.model_validate_json(data) if data else self.model.model_validate({})
+            return success(await self.handler(message))
+        except Exception as error:  # not a cancellation: a stopping service gives no answer
+            return failure(error, self.name)
+
+    async def serve(self, msg: Msg) -> None:
+        """Answer one message inside the trace its headers carry."""
+        span = self.dispatcher.span(self.subject, msg.headers)
+        token = otel_context.attach(trace.set_span_in_context(span, _ROOT))
+        try:
+            reply = await self.answer(msg.data)
+        finally:
+            otel_context.detach(token)
+            span.end()
+        if msg.reply:
+            try:
+                # Not msg.respond: it sends the request's headers back, for the requester to parse.
+                await self.dispatcher.publish(msg.reply, reply)
+            except Exception as error:  # the connection went away: the requester times out
+                log.warning("could not answer on %s (%s)", self.subject, error)
+
+    async def on_message(self, msg: Msg) -> None:
+        """nats-py awaits this for each message of the subscription in turn: one at a time runs
+        inline; more are spawned, and a full endpoint holds the rest in the subscription's queue."""
+        if self.dispatcher.closed:
+            return  # stopped after its grace period: what is still queued is not started
+        if self.max_workers == 1:
+            await self.serve(msg)
+            return
+        await self._slots.acquire()
+        if self.dispatcher.closed:
+            self._slots.release()
+            return
+        task = asyncio.get_running_loop().create_task(self._serve_in_slot(msg))
+        self.dispatcher.track(task)
+
+    async def _serve_in_slot(self, msg: Msg) -> None:
+        try:
+            await self.serve(msg)
+        finally:
+            self._slots.release()
+
+
+class Dispatcher:
+    """The request/reply endpoints of one process, on one nats-py connection."""
+
+    def __init__(self, *, tracer: Tracer | None = None, graceful_timeout: float = 10.0) -> None:
+        """``tracer``: an SDK tracer when spans are exported; without one, spans carry ids only."""
+        self.tracer = tracer
+        self.graceful_timeout = graceful_timeout
+        self.endpoints: list[Endpoint] = []
+        self._subscriptions: list[Subscription] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.serving = False
+        self.closed = False
+        self._connection: Client | None = None
+
+    def add(self, subject: str, model: type[BaseModel], handler: Handler, *, queue: str, max_workers: int = 1) -> None:
+        """Answer ``subject`` (one replica of ``queue`` gets each message) with ``handler``, which
+        takes a validated ``model`` and returns the result (a model or plain JSON data)."""
+        if self.serving:
+            raise RuntimeError("add endpoints before the dispatcher starts")
+        self.endpoints.append(Endpoint(self, subject, model, handler, queue=queue, max_workers=max_workers))
+
+    def span(self, subject: str, headers: dict[str, str] | None) -> Span:
+        parent = remote_parent(headers.get("traceparent"), headers.get("tracestate")) if headers else None
+        if self.tracer is None:
+            return unrecorded_span(parent)
+        context = trace.set_span_in_context(NonRecordingSpan(parent), _ROOT) if parent is not None else _ROOT
+        return self.tracer.start_span(
+            f"{subject} process",
+            context,
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+        )
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        if self._connection is None:
+            raise RuntimeError("the dispatcher is not started")
+        await self._connection.publish(subject, data)
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def start(self, connection: Client) -> None:
+        """Subscribe every endpoint; once this returns the server routes their subjects here."""
+        self._connection = connection
+        self._subscriptions = []
+        for endpoint in self.endpoints:
+            self._subscriptions.append(
+                await connection.subscribe(endpoint.subject, queue=endpoint.queue, cb=endpoint.on_message)
+            )
+        # nats-py writes a flush's PING ahead of the commands still in its buffer, so one round trip
+        # can end before the server saw the SUBs; they were written before the second one's PING.
+        await connection.flush()
+        await connection.flush()
+        self.closed = False
+        self.serving = True
+
+    async def stop(self) -> None:
+        """Take no new messages, finish those already delivered (within ``graceful_timeout``), then
+        cancel what is still running."""
+        self.serving = False
+        subscriptions, self._subscriptions = self._subscriptions, []
+
+        async def drain(subscription: Subscription) -> None:
+            with contextlib.suppress(Exception):  # a closed connection delivers nothing more anyway
+                await subscription.drain()  # type: ignore[no-untyped-call]
+
+        async def finish() -> None:
+            await asyncio.gather(*(drain(s) for s in subscriptions))
+            while self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+        try:
+            await asyncio.wait_for(finish(), self.graceful_timeout)
+        except TimeoutError:
+            log.warning(
+                "%d requests still running after %.1fs; cancelling them", len(self._in_flight), self.graceful_timeout
+            )
+        self.closed = True
+        for subscription in subscriptions:
+            with contextlib.suppress(Exception):  # drained already, or the connection is gone
+                await subscription.unsubscribe()
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
