@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 
 from bench.common import Options, Row, log, median, ratio_text
 from bench.loadgen import Load, RequestSpec, choose, run_load, wrk_version
-from bench.system import CpuMeter, System, bare_hop, cpu_text, fastapi_reference, register_and_login, trivial_server
+from bench.system import (
+    CpuMeter,
+    System,
+    bare_hop,
+    call_json,
+    cpu_text,
+    fastapi_reference,
+    register_and_login,
+    trivial_server,
+)
 
 CONNECTIONS = 64
 
@@ -122,6 +131,12 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
     rounds = 1 if options.quick else 3
     token = register_and_login(system.base, f"bench-http-{secrets.token_hex(4)}@example.com", "bench-password-123")
     bearer = {"Authorization": f"Bearer {token}"}
+    status, created = call_json("POST", f"{system.base}/sessions", {"name": "bench session"}, token=token)
+    data = created.get("data")
+    if status != 201 or not isinstance(data, dict):
+        raise RuntimeError(f"POST /sessions answered {status}: {created}")
+    session_id = data["id"]
+    json_body = {**bearer, "Content-Type": "application/json"}
     with (
         trivial_server() as (trivial_url, trivial_pid),
         bare_hop(f"nats://127.0.0.1:{system.nats_port}") as (hop_url, hop_pids),
@@ -135,6 +150,10 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
             "ping": RequestSpec(f"{system.base}/ping/auth"),
             "whoami": RequestSpec(f"{system.base}/auth/whoami", headers=bearer),
             "c": RequestSpec(f"{system.base}/users/me", headers=bearer),
+            "session_read": RequestSpec(f"{system.base}/sessions/{session_id}", headers=bearer),
+            "session_write": RequestSpec(
+                f"{system.base}/sessions", method="POST", headers=json_body, body={"name": "bench session"}
+            ),
         }
         meter = CpuMeter(system, {"bench server": trivial_pid, **hop_pids, **fastapi_pids})
         results = measure(targets, options, meter, duration=duration, rounds=rounds)
@@ -190,6 +209,28 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
             "(p)",
             1.5,
             p99_under=25.0,
+        ),
+        goal_row(
+            results["session_read"].row(
+                "(s)",
+                "`GET /api/v5/sessions/{id}`",
+                "edge + token check (cached) → NATS → session's dispatcher → one store read (inline) → ETag → back",
+            ),
+            rps["session_read"] / rps["p"],
+            "(p)",
+            1.5,
+            p99_under=25.0,
+        ),
+        goal_row(
+            results["session_write"].row(
+                "",
+                "`POST /api/v5/sessions`",
+                "edge + token check → NATS → session → one write transaction (record, 4 index entries, outbox "
+                "event; quota read) on the writer thread → event published → 201",
+            ),
+            rps["session_write"] / rps["session_read"],
+            "(s)",
+            0.5,
         ),
     ]
     rows[3:3] = responder_rows(options, system, duration=duration, rounds=rounds)

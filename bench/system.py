@@ -64,6 +64,7 @@ class System:
             # Load generators register many users from one address: lift the sign-up limits.
             "CODITECT_REGISTER_ADDRESS_LIMIT": "1000000",
             "CODITECT_REGISTER_GLOBAL_LIMIT": "1000000",
+            "CODITECT_MAX_ACTIVE_SESSIONS_PER_USER": "100000000",
             "PYTHONUNBUFFERED": "1",
         }
         log(f"starting the system (supervisor) on gateway port {self.gateway_port}, data in {self.data_dir}")
