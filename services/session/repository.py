@@ -11,6 +11,9 @@
     ("session", "status", tenant, user, status, id)               → ""          active ones count for the quota;
                                                                                  active and suspended ones end on
                                                                                  logout-all
+    ("session", "active_count", tenant, user)                      → int64 (LE)  the user's active sessions: the
+                                                                                 quota reads one key, whatever
+                                                                                 the limit (atomic add)
     ("session", "idle", accessed_us, id)                           → ""          active sessions by last access,
                                                                                  across users: the idle sweep
     ("session", "processed", event_id)                             → processed_us  consumed events (idempotency)
@@ -38,13 +41,14 @@ from fdb.subspace_impl import Subspace
 
 from contracts import session as api
 from services.session import rules
-from shared.store import Transaction
+from shared.store import Transaction, decode_counter
 
 ROOT = Subspace(("session",))
 SESSION = ROOT["session"]
 RECENT = ROOT["recent"]
 MOVED = ROOT["moved"]
 STATUS = ROOT["status"]
+ACTIVE_COUNT = ROOT["active_count"]
 IDLE = ROOT["idle"]
 PROCESSED = ROOT["processed"]
 PROCESSED_AT = ROOT["processed_at"]
@@ -107,6 +111,11 @@ def insert(tx: Transaction, record: SessionRecord) -> None:
     tx.set(_status_key(record), b"")
     if record.status == "active":
         tx.set(_idle_key(record), b"")
+        _count(tx, record, 1)
+
+
+def _count(tx: Transaction, record: SessionRecord, delta: int) -> None:
+    tx.add(ACTIVE_COUNT.pack((str(record.tenant_id), str(record.user_id))), delta)
 
 
 def save(tx: Transaction, before: SessionRecord, after: SessionRecord) -> None:
@@ -115,6 +124,8 @@ def save(tx: Transaction, before: SessionRecord, after: SessionRecord) -> None:
     if before.status != after.status:
         tx.clear(_status_key(before))
         tx.set(_status_key(after), b"")
+        if "active" in (before.status, after.status):
+            _count(tx, after, 1 if after.status == "active" else -1)
     if before.status == "active" and (after.status != "active" or after.last_accessed_at != before.last_accessed_at):
         tx.clear(_idle_key(before))
     if after.status == "active":
@@ -134,12 +145,13 @@ def remove(tx: Transaction, record: SessionRecord) -> None:
     tx.clear(_status_key(record))
     if record.status == "active":
         tx.clear(_idle_key(record))
+        _count(tx, record, -1)
 
 
 def count_active(tx: Transaction, tenant_id: UUID, user_id: UUID, up_to: int) -> int:
-    """How many active sessions the user has, counted up to ``up_to`` (all the quota needs to know)."""
-    space = STATUS[str(tenant_id)][str(user_id)]["active"]
-    return len(tx.get_range(space.range().start, space.range().stop, limit=up_to)) if up_to > 0 else 0
+    """How many active sessions the user has: one key, kept by every status change (``up_to`` is kept
+    for callers; the count no longer depends on it)."""
+    return decode_counter(tx.get(ACTIVE_COUNT.pack((str(tenant_id), str(user_id)))))
 
 
 def live_batch(

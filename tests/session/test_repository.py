@@ -51,6 +51,8 @@ def _check_indexes(tx: Transaction, records: dict[uuid.UUID, repo.SessionRecord]
     assert sorted(_keys(tx, repo.IDLE)) == sorted(
         (repo.micros(r.last_accessed_at), str(r.id)) for r in records.values() if r.status == "active"
     )
+    active = sum(1 for r in records.values() if r.status == "active")
+    assert repo.count_active(tx, CALLER.tenant_id, CALLER.user_id, 0) == active
 
 
 async def test_every_index_follows_its_record_through_any_sequence_of_changes(store: EmbeddedStore) -> None:
