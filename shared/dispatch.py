@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic_core
 from nats.aio.client import Client
@@ -37,6 +37,20 @@ from shared.telemetry import remote_parent, unrecorded_span
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[Any]]
+C = TypeVar("C")
+
+
+def bind(ctx: C, use_case: Callable[[C, Any], Awaitable[Any]]) -> Handler:
+    """A use case ``fn(ctx, message)`` as a handler of the message alone, keeping its name and
+    docstring (the dispatcher's logs and the catalog read them)."""
+
+    async def handler(message: Any) -> Any:
+        return await use_case(ctx, message)
+
+    handler.__name__ = use_case.__name__
+    handler.__doc__ = use_case.__doc__
+    return handler
+
 
 _ROOT = otel_context.Context()
 _NO_RESULT = b'{"ok":true}'

@@ -4,7 +4,6 @@ replies with the envelope (``shared.dispatch``). The table is the whole mapping.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,10 +14,8 @@ from contracts.identity import BusRequest, Caller
 from services.auth import devices, login, profile, registration, rotation
 from services.auth.context import AuthContext
 from services.auth.keyring import RotationTooSoon
-from shared.dispatch import Dispatcher
+from shared.dispatch import Dispatcher, Handler, bind
 from shared.errors import ServiceError, caller_of
-
-UseCase = Callable[[Any], Awaitable[Any]]
 
 # Held by the platform's operators only: no HTTP route grants it (tenant roles are member and admin),
 # so a caller with it reaches the bus through an operator's own identity, not through the gateway.
@@ -32,16 +29,7 @@ def require_operator(message: BusRequest) -> Caller:
     return caller
 
 
-def _bind(ctx: AuthContext, fn: Callable[[AuthContext, Any], Awaitable[Any]]) -> UseCase:
-    async def use_case(message: Any) -> Any:
-        return await fn(ctx, message)
-
-    use_case.__name__ = fn.__name__
-    use_case.__doc__ = fn.__doc__
-    return use_case
-
-
-def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], UseCase]]:
+def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], Handler]]:
     keyring = ctx.keyring
 
     async def jwks(message: api.GetJwks) -> dict[str, list[dict[str, Any]]]:
@@ -61,21 +49,21 @@ def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], UseCase
         return {"kid": key.kid}
 
     return [
-        (api.REGISTER, api.Register, _bind(ctx, registration.register)),
-        (api.LOGIN, api.Login, _bind(ctx, login.login)),
-        (api.REFRESH, api.Refresh, _bind(ctx, rotation.refresh)),
-        (api.LOGOUT, api.Logout, _bind(ctx, devices.logout)),
-        (api.LOGOUT_ALL, api.LogoutAll, _bind(ctx, devices.logout_all)),
-        (api.LIST_DEVICES, api.ListDevices, _bind(ctx, devices.list_devices)),
-        (api.REVOKE_DEVICE, api.RevokeDevice, _bind(ctx, devices.revoke_device)),
+        (api.REGISTER, api.Register, bind(ctx, registration.register)),
+        (api.LOGIN, api.Login, bind(ctx, login.login)),
+        (api.REFRESH, api.Refresh, bind(ctx, rotation.refresh)),
+        (api.LOGOUT, api.Logout, bind(ctx, devices.logout)),
+        (api.LOGOUT_ALL, api.LogoutAll, bind(ctx, devices.logout_all)),
+        (api.LIST_DEVICES, api.ListDevices, bind(ctx, devices.list_devices)),
+        (api.REVOKE_DEVICE, api.RevokeDevice, bind(ctx, devices.revoke_device)),
         (api.GET_JWKS, api.GetJwks, jwks),
         (api.ROTATE_SIGNING_KEY, api.RotateSigningKey, rotate_signing_key),
-        (api.GET_ME, api.GetMe, _bind(ctx, profile.get_me)),
-        (api.UPDATE_ME, api.UpdateMe, _bind(ctx, profile.update_me)),
-        (api.CHANGE_PASSWORD, api.ChangePassword, _bind(ctx, login.change_password)),
-        (api.GET_TENANT, api.GetTenant, _bind(ctx, profile.get_tenant)),
-        (api.LIST_TENANT_USERS, api.ListTenantUsers, _bind(ctx, registration.list_tenant_users)),
-        (api.ADD_TENANT_USER, api.AddTenantUser, _bind(ctx, registration.add_tenant_user)),
+        (api.GET_ME, api.GetMe, bind(ctx, profile.get_me)),
+        (api.UPDATE_ME, api.UpdateMe, bind(ctx, profile.update_me)),
+        (api.CHANGE_PASSWORD, api.ChangePassword, bind(ctx, login.change_password)),
+        (api.GET_TENANT, api.GetTenant, bind(ctx, profile.get_tenant)),
+        (api.LIST_TENANT_USERS, api.ListTenantUsers, bind(ctx, registration.list_tenant_users)),
+        (api.ADD_TENANT_USER, api.AddTenantUser, bind(ctx, registration.add_tenant_user)),
     ]
 
 

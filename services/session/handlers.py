@@ -5,7 +5,6 @@ that end sessions come in through one durable JetStream consumer."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import AckPolicy
@@ -19,35 +18,25 @@ from contracts.events import Event
 from contracts.identity import BusRequest
 from services.session import sessions, terminations
 from services.session.context import SessionContext
-from shared.dispatch import Dispatcher
+from shared.dispatch import Dispatcher, Handler, bind
 
 log = logging.getLogger(__name__)
 
-UseCase = Callable[[Any], Awaitable[Any]]
 
 AUTH_EVENTS_DURABLE = "session-auth-events"
 # A message whose handling failed (the store is down) comes back after this, not in a tight loop.
 REDELIVER_AFTER_SECONDS = 2.0
 
 
-def _bind(ctx: SessionContext, fn: Callable[[SessionContext, Any], Awaitable[Any]]) -> UseCase:
-    async def use_case(message: Any) -> Any:
-        return await fn(ctx, message)
-
-    use_case.__name__ = fn.__name__
-    use_case.__doc__ = fn.__doc__
-    return use_case
-
-
-def handler_table(ctx: SessionContext) -> list[tuple[str, type[BusRequest], UseCase]]:
+def handler_table(ctx: SessionContext) -> list[tuple[str, type[BusRequest], Handler]]:
     return [
-        (api.CREATE, api.CreateSession, _bind(ctx, sessions.create)),
-        (api.LIST, api.ListSessions, _bind(ctx, sessions.list_sessions)),
-        (api.GET, api.GetSession, _bind(ctx, sessions.get)),
-        (api.UPDATE, api.UpdateSession, _bind(ctx, sessions.update)),
-        (api.DELETE, api.DeleteSession, _bind(ctx, sessions.delete)),
-        (api.FORK, api.ForkSession, _bind(ctx, sessions.fork)),
-        (api.TOUCH, api.TouchSession, _bind(ctx, sessions.touch)),
+        (api.CREATE, api.CreateSession, bind(ctx, sessions.create)),
+        (api.LIST, api.ListSessions, bind(ctx, sessions.list_sessions)),
+        (api.GET, api.GetSession, bind(ctx, sessions.get)),
+        (api.UPDATE, api.UpdateSession, bind(ctx, sessions.update)),
+        (api.DELETE, api.DeleteSession, bind(ctx, sessions.delete)),
+        (api.FORK, api.ForkSession, bind(ctx, sessions.fork)),
+        (api.TOUCH, api.TouchSession, bind(ctx, sessions.touch)),
     ]
 
 
