@@ -44,6 +44,10 @@ LOGOUT_SUBJECT: Final = "evt.auth.logout"
 SESSION_REVOKED: Final = "auth.session_revoked"
 PASSWORD_CHANGED: Final = "auth.password_changed"
 SESSION_REVOKED_SUBJECT: Final = "evt.auth.session_revoked"
+# A user taken out of their tenant, and a tenant deleted with all its users: data ``UserRemovedData`` /
+# ``TenantDeletedData``. Consumers end what the user (or tenant) had: sessions, workspaces.
+USER_REMOVED: Final = "auth.user_removed"
+TENANT_DELETED: Final = "auth.tenant_deleted"
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
@@ -286,3 +290,15 @@ class SessionsRevokedData(BaseModel):
     session_ids: list[UUID]
     reason: str
     until: datetime
+
+
+class UserRemovedData(BaseModel):
+    """``data`` of ``auth.user_removed``."""
+
+    user_id: UUID
+
+
+class TenantDeletedData(BaseModel):
+    """``data`` of ``auth.tenant_deleted``: every user the tenant had when it was deleted."""
+
+    user_ids: list[UUID]

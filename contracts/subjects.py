@@ -3,7 +3,9 @@
 Request/reply subjects are ``rpc.<service>.<operation>`` (core NATS, one queue group per
 service). Domain events are ``evt.<service>.<event>`` on the ``CODITECT_EVENTS`` JetStream
 stream; file changes have their own high-volume stream, ``CODITECT_FILE_EVENTS``, under
-``fevt.<tenant_id>.<workspace>``.
+``fevt.<tenant_id>.<user_id>.<workspace_id>`` (see ``file_subject``): a workspace monitor may publish
+on its own workspace's subject only, so the subject, never the message body, says whose files changed.
+Audit checkpoints go to a stream of their own that denies delete and purge.
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ EVENTS_STREAM: Final = "CODITECT_EVENTS"
 EVENTS_SUBJECTS: Final = ("evt.>",)
 FILE_EVENTS_STREAM: Final = "CODITECT_FILE_EVENTS"
 FILE_EVENTS_SUBJECTS: Final = ("fevt.>",)
+AUDIT_CHECKPOINTS_STREAM: Final = "CODITECT_AUDIT_CHECKPOINTS"
+AUDIT_CHECKPOINTS_SUBJECTS: Final = ("auditcp.>",)
+
+# The namespace of each service's event types (``<namespace>.<name>`` on ``evt.<namespace>.<name>``):
+# a service publishes only under its own namespace.
+EVENT_NAMESPACES: Final = {
+    "auth": "auth",
+    "session": "session",
+    "provisioning": "workspace",
+    "file_event": "file",
+    "audit": "audit",
+}
 
 
 def rpc(service: str, operation: str) -> str:
@@ -35,3 +49,12 @@ def queue_group(service: str) -> str:
 
 def ping(service: str) -> str:
     return rpc(service, "ping")
+
+
+def file_subject(tenant_id: object, user_id: object, workspace_id: object) -> str:
+    """The subject a workspace's file changes are published on: ``fevt.<tenant>.<user>.<workspace>``."""
+    return f"fevt.{tenant_id}.{user_id}.{workspace_id}"
+
+
+def audit_checkpoint_subject(tenant_id: object) -> str:
+    return f"auditcp.{tenant_id}"

@@ -1,0 +1,88 @@
+"""File-event contract: what a workspace monitor publishes on the file-event stream and an IDE client
+posts to ``POST /files/events``. Shared by the provisioning service's monitor and the file-event service.
+
+A monitor publishes each ``FileChange`` as JSON on ``contracts.subjects.file_subject(tenant, user,
+workspace)`` with ``Nats-Msg-Id = event_id``. Whose change it is comes from that subject (the monitor's
+NATS identity may publish on its own workspace's subject only), never from the body.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+
+SERVICE: Final = "file_event"
+
+PATH_MAX_BYTES: Final = 4096
+ACTOR_MAX: Final = 200
+BATCH_MAX: Final = 1000
+
+# Event type of the live and audit feed (published on ``evt.file.changed``).
+FILE_CHANGED: Final = "file.changed"
+
+Kind = Literal["created", "modified", "deleted", "moved"]
+KINDS: Final[tuple[Kind, ...]] = ("created", "modified", "deleted", "moved")
+
+
+def workspace_relative(value: str) -> str:
+    """A workspace-relative POSIX path, normalised: no empty or "." segments, no trailing slash."""
+    if len(value.encode()) > PATH_MAX_BYTES:
+        raise ValueError(f"the path is longer than {PATH_MAX_BYTES} bytes")
+    if "\x00" in value:
+        raise ValueError("the path contains a NUL byte")
+    if value.startswith("/"):
+        raise ValueError("the path must be relative to the workspace, not absolute")
+    segments = [segment for segment in value.split("/") if segment not in ("", ".")]
+    if ".." in segments:
+        raise ValueError("the path must not contain '..' segments")
+    if not segments:
+        raise ValueError("the path names no file or folder")
+    return "/".join(segments)
+
+
+WorkspaceRelativePath = Annotated[
+    str,
+    AfterValidator(workspace_relative),
+    Field(
+        description="Workspace-relative POSIX path; absolute paths, '..' segments, NUL bytes and paths over "
+        "4096 bytes are refused.",
+        examples=["src/app/main.py"],
+    ),
+]
+
+
+class Attribution(BaseModel):
+    """What the monitor could tell about the AI tool that made a change."""
+
+    ai_tool: Annotated[str, StringConstraints(max_length=ACTOR_MAX)] | None = None
+    ai_type: Annotated[str, StringConstraints(max_length=ACTOR_MAX)] | None = None
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+
+
+class FileChange(BaseModel):
+    """One change to one path of a workspace."""
+
+    event_id: UUID = Field(default_factory=uuid4, description="Idempotency key: a duplicate is stored once.")
+    session_id: UUID | None = Field(default=None, description="The workspace session it happened in, if known.")
+    path: WorkspaceRelativePath
+    kind: Kind
+    old_path: WorkspaceRelativePath | None = Field(default=None, description="Required for moved.")
+    is_dir: bool = False
+    size: Annotated[int, Field(ge=0)] | None = None
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=ACTOR_MAX)] = Field(
+        default="user", description="user, or the name of the AI agent or tool that made the change."
+    )
+    attribution: Attribution | None = None
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _moved_names_its_origin(self) -> FileChange:
+        if self.kind == "moved" and self.old_path is None:
+            raise ValueError("a moved event needs old_path")
+        if self.kind != "moved" and self.old_path is not None:
+            raise ValueError("old_path belongs to moved events only")
+        return self

@@ -1,0 +1,24 @@
+"""Provisioning service bus API: one workspace per user. (Its requests and replies are its own issue;
+what other services need from it already lives here.)"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+from uuid import UUID
+
+SERVICE: Final = "provisioning"
+
+# Event types (published on ``evt.workspace.<name>``; namespace in contracts.subjects.EVENT_NAMESPACES).
+WORKSPACE_REQUESTED: Final = "workspace.requested"
+WORKSPACE_PROVISIONED: Final = "workspace.provisioned"
+WORKSPACE_FAILED: Final = "workspace.failed"
+WORKSPACE_DEPROVISIONED: Final = "workspace.deprovisioned"
+
+_WORKSPACE_NAMESPACE: Final = UUID("5b0c1f0e-6f0a-4c41-9a55-9a6f1d7c0b11")
+
+
+def workspace_id(tenant_id: UUID, user_id: UUID) -> UUID:
+    """The id of a user's (single) workspace: derived, so the gateway and the file-event service know a
+    caller's workspace without asking provisioning, and a reprovision keeps the same id and subject."""
+    return uuid.uuid5(_WORKSPACE_NAMESPACE, f"{tenant_id}:{user_id}")
