@@ -86,3 +86,28 @@ class FileChange(BaseModel):
         if self.kind != "moved" and self.old_path is not None:
             raise ValueError("old_path belongs to moved events only")
         return self
+
+
+CHANGED_SAMPLE_MAX: Final = 100
+
+
+class ChangedPath(BaseModel):
+    path: str
+    kind: Kind
+    old_path: str | None = None
+    actor: str = "user"
+
+
+class FileChangedData(BaseModel):
+    """``data`` of ``file.changed``: one event per workspace per committed ingest batch, not per file, so a
+    10,000-file burst is a handful of live pushes and audit records. ``changes`` samples the batch (at most
+    ``CHANGED_SAMPLE_MAX``, in order); ``count`` says how many were committed; ``actors`` lists who made them."""
+
+    user_id: UUID
+    workspace_id: UUID
+    count: int
+    actors: list[str]
+    changes: list[ChangedPath]
+    truncated: bool = False
+    first_occurred_at: datetime
+    last_occurred_at: datetime
