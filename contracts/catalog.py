@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from contracts import auth, session, subjects
+from contracts import auth, provisioning, session, subjects
 from contracts.envelope import Reply
 from contracts.events import Event
 from contracts.health import Ping, Pong
@@ -52,6 +52,13 @@ OPERATIONS: list[Operation] = [
     Operation(session.DELETE, session.DeleteSession, None, "Delete one of the caller's sessions"),
     Operation(session.FORK, session.ForkSession, session.Session, "A new session branching from one of the caller's"),
     Operation(session.TOUCH, session.TouchSession, session.Session, "Record an access to a session"),
+    Operation(provisioning.GET, provisioning.GetWorkspace, provisioning.Workspace, "The caller's workspace"),
+    Operation(
+        provisioning.REPROVISION,
+        provisioning.ReprovisionWorkspace,
+        provisioning.Workspace,
+        "Provision the caller's workspace again (accepted; done in the background)",
+    ),
 ]
 
 EVENTS: list[EventChannel] = [
@@ -83,6 +90,30 @@ EVENTS: list[EventChannel] = [
     ),
     EventChannel(session.SESSION_FORKED, subjects.EVENTS_STREAM, "A session was forked", session.SessionEventData),
     EventChannel(session.SESSION_DELETED, subjects.EVENTS_STREAM, "A session was deleted", session.SessionEventData),
+    EventChannel(
+        provisioning.WORKSPACE_REQUESTED,
+        subjects.EVENTS_STREAM,
+        "A workspace was requested (a user registered or was added, or asked for a reprovision)",
+        provisioning.WorkspaceEventData,
+    ),
+    EventChannel(
+        provisioning.WORKSPACE_PROVISIONED,
+        subjects.EVENTS_STREAM,
+        "A workspace is ready",
+        provisioning.WorkspaceEventData,
+    ),
+    EventChannel(
+        provisioning.WORKSPACE_FAILED,
+        subjects.EVENTS_STREAM,
+        "A workspace could not be provisioned after every retry (its error is kept)",
+        provisioning.WorkspaceEventData,
+    ),
+    EventChannel(
+        provisioning.WORKSPACE_DEPROVISIONED,
+        subjects.EVENTS_STREAM,
+        "A workspace was removed (its user was removed or their tenant deleted)",
+        provisioning.WorkspaceEventData,
+    ),
 ]
 
 ENVELOPE = Reply

@@ -17,6 +17,7 @@ from services.gateway.openapi import OPENAPI_KEY, build_openapi
 from services.gateway.routes import auth as auth_routes
 from services.gateway.routes import ops
 from services.gateway.routes import sessions as session_routes
+from services.gateway.routes import workspaces as workspace_routes
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import JwksVerifier
@@ -29,7 +30,7 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *live.ROUTES]
+    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *workspace_routes.ROUTES, *live.ROUTES]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:

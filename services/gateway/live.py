@@ -29,6 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from contracts import provisioning as provisioning_contract
 from contracts import session as session_contract
 from contracts import subjects
 from contracts.envelope import ErrorBody, ErrorCode
@@ -81,6 +82,10 @@ PUSHED: dict[str, OwnerOf] = {
     session_contract.SESSION_UPDATED: owner_in_data,
     session_contract.SESSION_FORKED: owner_in_data,
     session_contract.SESSION_DELETED: owner_in_data,
+    provisioning_contract.WORKSPACE_REQUESTED: owner_in_data,
+    provisioning_contract.WORKSPACE_PROVISIONED: owner_in_data,
+    provisioning_contract.WORKSPACE_FAILED: owner_in_data,
+    provisioning_contract.WORKSPACE_DEPROVISIONED: owner_in_data,
 }
 
 

@@ -1,7 +1,14 @@
-"""provisioning service process: ``python -m services.provisioning``. It joins the bus, owns the
-``("provisioning", …)`` store prefix and answers its health ping; its domain handlers are their own issue."""
+"""Provisioning service process: ``python -m services.provisioning``."""
 
-from shared.service import run_bare_service
+from services.provisioning.app import SERVICE, build
+from services.provisioning.settings import ProvisioningSettings
+from shared.service import run_service
+
+
+def main() -> None:
+    settings = ProvisioningSettings()
+    run_service(SERVICE, settings, build(settings))
+
 
 if __name__ == "__main__":
-    run_bare_service("provisioning")
+    main()

@@ -1,0 +1,35 @@
+"""Workspace file monitor process: ``python -m services.monitor`` (settings from ``CODITECT_*``)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from services.monitor.app import EXIT_LOCKED, Monitor, die_with_parent, lock_workspace
+from services.monitor.settings import MonitorSettings
+from shared.telemetry import setup_logging
+
+
+def main() -> None:
+    settings = MonitorSettings()  # tenant and user come from the environment
+    die_with_parent(settings.monitor_parent_pid)
+    setup_logging("monitor", settings.log_level)
+    lock = lock_workspace(settings.state_dir())
+    if lock is None:
+        print(f"another monitor holds {settings.state_dir()}; exiting", file=sys.stderr)
+        sys.exit(EXIT_LOCKED)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Monitor(settings).run(stop)
+
+    asyncio.run(run())
+    lock.close()
+
+
+if __name__ == "__main__":
+    main()

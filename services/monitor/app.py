@@ -1,0 +1,158 @@
+"""The monitor's composition: lock its workspace, watch, coalesce, describe, buffer on disk, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import pydantic_core
+from pydantic import ValidationError
+
+from contracts.file_event import FileChange
+from contracts.subjects import file_subject
+from services.monitor.buffer import DiskBuffer
+from services.monitor.coalesce import Change, Coalescer
+from services.monitor.describe import describe
+from services.monitor.ignore import IgnoreRules
+from services.monitor.publisher import Publisher
+from services.monitor.settings import MonitorSettings
+from services.monitor.watcher import TreeWatcher
+
+log = logging.getLogger(__name__)
+
+EXIT_LOCKED = 75  # another monitor holds this workspace (services.provisioning.backends.monitors)
+STOP_FLUSH_SECONDS = 2.0
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Under the local supervisor: SIGTERM when it dies, even by SIGKILL (no orphaned monitors)."""
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # it died before the call above took effect
+        sys.exit(0)
+
+
+def lock_workspace(state_dir: Path) -> IO[str] | None:
+    """An exclusive lock held for the process's life; None when another monitor holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / "monitor.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    (state_dir / "monitor.pid").write_text(str(os.getpid()))
+    return handle
+
+
+class Monitor:
+    def __init__(self, settings: MonitorSettings) -> None:
+        self.settings = settings
+        self.root = settings.workspace_root.resolve()
+        self.state_dir = settings.state_dir()
+        self.subject = file_subject(settings.tenant_id, settings.user_id, settings.workspace())
+        self.coalescer = Coalescer(settings.monitor_quiet_seconds, settings.monitor_hold_max_seconds)
+        self.buffer = DiskBuffer(self.state_dir / "buffer.sqlite3", settings.monitor_buffer_max_events)
+        self.publisher = Publisher(
+            self.buffer,
+            self.subject,
+            url=settings.nats_url,
+            user=settings.nats_user,
+            password=settings.nats_password.get_secret_value() if settings.nats_password else None,
+            max_in_flight=settings.monitor_max_in_flight,
+            timeout=settings.monitor_publish_timeout_seconds,
+        )
+        self.skipped = 0
+
+    def to_rows(self, changes: list[Change]) -> list[tuple[str, bytes]]:
+        """FileChange JSON per change, described from the disk as it is now (off the event loop)."""
+        rows = []
+        for change in changes:
+            size: int | None = None
+            sha256: str | None = None
+            if not change.is_dir and change.kind != "deleted":
+                size, sha256 = describe(self.root / change.path, self.settings.monitor_hash_max_bytes)
+            try:
+                message = FileChange(
+                    path=change.path,
+                    kind=change.kind,
+                    old_path=change.old_path,
+                    is_dir=change.is_dir,
+                    size=size,
+                    sha256=sha256,
+                    actor=self.settings.monitor_actor,
+                    occurred_at=change.occurred_at,
+                )
+            except ValidationError as error:
+                self.skipped += 1
+                log.warning("a change of %r cannot be reported (%s)", change.path, error.errors()[0]["msg"])
+                continue
+            rows.append((str(message.event_id), pydantic_core.to_json(message)))
+        return rows
+
+    async def record(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        rows = await asyncio.to_thread(self.to_rows, changes)
+        self.buffer.append(rows)
+        self.publisher.wake.set()
+
+    async def watch(self, watcher: TreeWatcher, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            wait = self.coalescer.next_due_in(time.monotonic())
+            watcher.wake.clear()
+            if not watcher.events:
+                stopping = asyncio.ensure_future(stop.wait())
+                waking = asyncio.ensure_future(watcher.wake.wait())
+                await asyncio.wait(
+                    {stopping, waking}, timeout=1.0 if wait is None else wait, return_when="FIRST_COMPLETED"
+                )
+                stopping.cancel()
+                waking.cancel()
+            now, wall = time.monotonic(), datetime.now(UTC)
+            for raw in watcher.take():
+                self.coalescer.add(raw, now, wall)
+            await self.record(self.coalescer.due(time.monotonic()))
+        for raw in watcher.take():
+            self.coalescer.add(raw, time.monotonic(), datetime.now(UTC))
+        await self.record(self.coalescer.drain())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        watcher = TreeWatcher(self.root, IgnoreRules(self.settings.monitor_ignore), asyncio.get_running_loop())
+        watcher.start()
+        (self.state_dir / "monitor.ready").write_text(str(os.getpid()))
+        log.info(
+            "watching %s; publishing on %s (%d changes waiting on disk)", self.root, self.subject, self.buffer.count
+        )
+        publishing = asyncio.create_task(self.publisher.run(stop))
+        try:
+            await self.watch(watcher, stop)
+        finally:
+            watcher.stop()
+            await self._last_flush(publishing)
+            self.buffer.close()
+
+    async def _last_flush(self, publishing: asyncio.Task[None]) -> None:
+        """On the way out: a short try to send what is buffered (the rest waits on disk for the next start)."""
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await publishing
+        deadline = time.monotonic() + STOP_FLUSH_SECONDS
+        with contextlib.suppress(Exception):
+            while self.buffer.count and self.publisher.connected and time.monotonic() < deadline:
+                if not await asyncio.wait_for(self.publisher.send_once(), STOP_FLUSH_SECONDS):
+                    break
+        await self.publisher.close()

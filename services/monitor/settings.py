@@ -1,0 +1,59 @@
+"""Monitor settings from the environment (``CODITECT_*``; on Kubernetes also the pod's ``TENANT_ID``/``USER_ID``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts import provisioning
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CODITECT_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = Field(default=None, description="NATS identity of this workspace's monitor.")
+    nats_password: SecretStr | None = None
+    tenant_id: UUID = Field(validation_alias=AliasChoices("CODITECT_TENANT_ID", "TENANT_ID"))
+    user_id: UUID = Field(validation_alias=AliasChoices("CODITECT_USER_ID", "USER_ID"))
+    workspace_id: UUID | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CODITECT_WORKSPACE_ID", "WORKSPACE_ID"),
+        description="Default: derived from tenant and user (contracts.provisioning.workspace_id).",
+    )
+    workspace_root: Path = Field(default=Path("/workspace"), description="The tree watched, recursively.")
+    monitor_state_dir: Path | None = Field(
+        default=None, description="Lock, pid, disk buffer; default <root>/../.coditect-monitor-<workspace>."
+    )
+    monitor_actor: str = Field(default="user", description="Who makes the changes: user, or an AI agent's name.")
+    monitor_ignore: list[str] = Field(
+        default_factory=list, description="Extra fnmatch patterns (JSON list) matched against paths and names."
+    )
+    monitor_quiet_seconds: float = Field(
+        default=0.05, gt=0, description="A path's changes are one event once it has been quiet this long."
+    )
+    monitor_hold_max_seconds: float = Field(
+        default=1.0, gt=0, description="A path written without pause still yields an event this often."
+    )
+    monitor_hash_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Files larger get no sha256.")
+    monitor_max_in_flight: int = Field(default=256, ge=1, description="Unacknowledged publishes at once.")
+    monitor_publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    monitor_buffer_max_events: int = Field(
+        default=200_000, ge=1, description="Changes kept on disk while the bus is away; past it the oldest go."
+    )
+    monitor_parent_pid: int | None = Field(
+        default=None, description="Set by the local supervisor: the monitor ends when that process does."
+    )
+    log_level: str = "INFO"
+
+    def workspace(self) -> UUID:
+        return self.workspace_id or provisioning.workspace_id(self.tenant_id, self.user_id)
+
+    def state_dir(self) -> Path:
+        if self.monitor_state_dir is not None:
+            return self.monitor_state_dir
+        root = self.workspace_root.resolve()
+        return root.parent / f".coditect-monitor-{self.workspace()}"

@@ -1,0 +1,76 @@
+"""The local backend: a workspace is a directory ``<workspaces>/<tenant>/<user>`` watched by a supervised
+monitor process; deprovisioning stops the monitor and removes the directory."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Final
+
+from contracts import provisioning as api
+from services.provisioning.backends import WorkspaceRef
+from services.provisioning.backends.monitors import MonitorSupervisor
+from services.provisioning.monitor_env import monitor_environment
+from services.provisioning.settings import ProvisioningSettings
+
+MONITOR_START_TIMEOUT_SECONDS = 15.0
+
+
+class MonitorDidNotStart(RuntimeError):
+    pass
+
+
+class LocalBackend:
+    name: Final[api.Backend] = "local"
+
+    def __init__(self, settings: ProvisioningSettings) -> None:
+        self.settings = settings
+        self.root = settings.workspaces_root().resolve()
+        self.monitors_root = settings.monitors_root().resolve()
+        self.monitors = MonitorSupervisor(settings.monitor_restart_backoff_max_seconds)
+
+    def path(self, ref: WorkspaceRef) -> Path:
+        return self.root / str(ref.tenant_id) / str(ref.user_id)
+
+    def state_dir(self, ref: WorkspaceRef) -> Path:
+        return self.monitors_root / str(ref.workspace_id)
+
+    def _ensure_monitor(self, ref: WorkspaceRef) -> None:
+        env = monitor_environment(
+            self.settings,
+            tenant_id=ref.tenant_id,
+            user_id=ref.user_id,
+            workspace_id=ref.workspace_id,
+            root=self.path(ref),
+            state_dir=self.state_dir(ref),
+        )
+        self.monitors.ensure(ref.workspace_id, self.state_dir(ref), env)
+
+    async def provision(self, ref: WorkspaceRef) -> dict[str, str]:
+        path = self.path(ref)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._ensure_monitor(ref)
+        # Ready means watched: a change made right after `ready` is seen.
+        if not await self.monitors.wait_watching(ref.workspace_id, MONITOR_START_TIMEOUT_SECONDS):
+            raise MonitorDidNotStart(
+                f"the file monitor did not start within {MONITOR_START_TIMEOUT_SECONDS:g}s "
+                f"(log: {self.state_dir(ref) / 'monitor.log'})"
+            )
+        return {"path": str(path)}
+
+    async def deprovision(self, ref: WorkspaceRef) -> None:
+        await self.monitors.stop(ref.workspace_id, self.state_dir(ref))
+        await asyncio.to_thread(shutil.rmtree, self.path(ref), True)
+        await asyncio.to_thread(shutil.rmtree, self.state_dir(ref), True)
+
+    async def attach(self, refs: list[WorkspaceRef]) -> None:
+        for ref in refs:
+            if self.path(ref).is_dir():
+                self._ensure_monitor(ref)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.monitors.run(stop)
+
+    def close(self) -> None:
+        self.monitors.close()

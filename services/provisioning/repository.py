@@ -1,0 +1,85 @@
+"""The provisioning service's key layout under ``("provisioning", …)`` and the transaction steps over it.
+
+    ("provisioning", "workspace", tenant, user)   → WorkspaceRecord   one per user, whatever its state
+    ("provisioning", "working", tenant, user)     → ""                requested, provisioning or
+                                                                       deprovisioning: what the reconcile
+                                                                       loop looks at
+    ("provisioning", "ready", tenant, user)       → ""                ready workspaces (monitors to attach)
+    ("provisioning", "processed", event_id)       → processed_us      consumed events (idempotency)
+    ("provisioning", "outbox", …)                 → staged events
+    ("provisioning", "outbox_dead_letter", …)     → staged events that could not be decoded
+
+The workspace key is the (tenant, user) pair, so a second request for the same user finds the first
+one's record in the same transaction: a duplicate never makes a second workspace. Every function
+takes the transaction as its first argument and holds no awaits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import fdb.tuple
+from fdb.subspace_impl import Subspace
+
+from services.provisioning.states import WORKING, WorkspaceRecord
+from shared.store import Transaction
+
+ROOT = Subspace(("provisioning",))
+WORKSPACE = ROOT["workspace"]
+WORKING_INDEX = ROOT["working"]
+READY_INDEX = ROOT["ready"]
+PROCESSED = ROOT["processed"]
+OUTBOX = ROOT["outbox"]
+OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _key(space: Subspace, tenant_id: UUID, user_id: UUID) -> bytes:
+    key: bytes = space.pack((str(tenant_id), str(user_id)))
+    return key
+
+
+def get(tx: Transaction, tenant_id: UUID, user_id: UUID) -> WorkspaceRecord | None:
+    raw = tx.get(_key(WORKSPACE, tenant_id, user_id))
+    return None if raw is None else WorkspaceRecord.model_validate_json(raw)
+
+
+def save(tx: Transaction, before: WorkspaceRecord | None, after: WorkspaceRecord) -> None:
+    """Write a workspace and keep its index entries in step with its state."""
+    tx.set(_key(WORKSPACE, after.tenant_id, after.user_id), after.model_dump_json().encode())
+    for space, holds in ((WORKING_INDEX, lambda r: r.status in WORKING), (READY_INDEX, lambda r: r.status == "ready")):
+        was = before is not None and holds(before)
+        now = holds(after)
+        if now and not was:
+            tx.set(_key(space, after.tenant_id, after.user_id), b"")
+        elif was and not now:
+            tx.clear(_key(space, after.tenant_id, after.user_id))
+
+
+def _scan(tx: Transaction, space: Subspace, limit: int) -> list[WorkspaceRecord]:
+    rows = tx.get_range(space.range().start, space.range().stop, limit=limit)
+    found = []
+    for key, _ in rows:
+        tenant, user = space.unpack(key)
+        record = get(tx, UUID(tenant), UUID(user))
+        if record is not None:
+            found.append(record)
+    return found
+
+
+def working(tx: Transaction, limit: int) -> list[WorkspaceRecord]:
+    return _scan(tx, WORKING_INDEX, limit)
+
+
+def ready(tx: Transaction, limit: int) -> list[WorkspaceRecord]:
+    return _scan(tx, READY_INDEX, limit)
+
+
+def processed(tx: Transaction, event_id: UUID) -> bool:
+    return tx.get(PROCESSED.pack((str(event_id),))) is not None
+
+
+def mark_processed(tx: Transaction, event_id: UUID, at: datetime) -> None:
+    tx.set(PROCESSED.pack((str(event_id),)), fdb.tuple.pack(((at - _EPOCH) // timedelta(microseconds=1),)))
