@@ -55,6 +55,8 @@ async def system(
     session_overrides: dict[str, Any],
     session_in_process: bool,
     gateway_overrides: dict[str, Any],
+    provisioning_in_process: bool,
+    provisioning_overrides: dict[str, Any],
 ) -> AsyncIterator[Gateway]:
     """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
     from contracts.subjects import SERVICES
@@ -74,7 +76,9 @@ async def system(
         session_settings = SessionSettings(**env, **session_overrides)
         running.append(await start_service("session", session_settings, build_session(session_settings)))
     for name in SERVICES:
-        if name not in ("auth", "session"):
+        if name == "provisioning" and provisioning_in_process:
+            running.append(await start_provisioning(env, provisioning_overrides))
+        elif name not in ("auth", "session"):
             running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
     settings = GatewaySettings(**env, **gateway_overrides, gateway_port=free_port())
     try:
@@ -86,3 +90,35 @@ async def system(
             yield gateway
     finally:
         await asyncio.gather(*(r.shutdown() for r in running), return_exceptions=True)
+
+
+# --- provisioning (issue 9): the real provisioning service in ``system``, for tests that ask ---------------
+# A module sets ``provisioning_in_process`` to True; fast timings keep the tests short.
+@pytest.fixture
+def provisioning_in_process() -> bool:
+    return False
+
+
+@pytest.fixture
+def provisioning_overrides() -> dict[str, Any]:
+    return {}
+
+
+PROVISIONING_TEST_TIMINGS: dict[str, Any] = {
+    "provisioning_reconcile_interval_seconds": 0.3,
+    "provisioning_retry_base_seconds": 0.1,
+    "provisioning_retry_max_seconds": 0.5,
+    "provisioning_lease_seconds": 20.0,
+    "monitor_restart_backoff_max_seconds": 0.5,
+}
+
+
+async def start_provisioning(env: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    from services.provisioning.app import build
+    from services.provisioning.settings import ProvisioningSettings
+
+    settings = ProvisioningSettings(**env, **{**PROVISIONING_TEST_TIMINGS, **overrides})
+    return await start_service("provisioning", settings, build(settings))
+
+
+# --- end of provisioning -------------------------------------------------------------------------------------
