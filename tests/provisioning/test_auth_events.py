@@ -75,7 +75,7 @@ async def test_removing_the_user_stops_the_monitor_and_deletes_the_directory(sys
     while "workspace.deprovisioned" not in await workspace_events(nats, workspace["id"]):
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.1)
-    assert not root.exists()
+    assert not root.exists()  # noqa: ASYNC240
     assert child.process.poll() is not None, "the monitor was stopped"
     assert UUID(workspace["id"]) not in backend.monitors.children
     events = await workspace_events(nats, workspace["id"])

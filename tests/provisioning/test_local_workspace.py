@@ -28,7 +28,7 @@ async def test_a_new_user_gets_a_ready_workspace_whose_changes_reach_the_stream(
     assert workspace["backend"] == "local" and workspace["error"] is None
     assert workspace["id"] == str(api.workspace_id(UUID(user.tenant_id), UUID(user.id)))
     root = Path(workspace["details"]["path"])
-    assert root.is_dir() and root.parts[-2:] == (user.tenant_id, user.id)
+    assert root.is_dir() and root.parts[-2:] == (user.tenant_id, user.id)  # noqa: ASYNC240
     subject = subjects.file_subject(user.tenant_id, user.id, workspace["id"])
 
     (root / "src").mkdir()
@@ -88,5 +88,5 @@ async def test_workspace_is_404_before_it_is_requested_and_reprovision_is_202(sy
     assert (await call(system, "POST", "/workspaces/me/reprovision", user))[0] == 202
     again = await wait_status(system, user, "ready")
     await asyncio.sleep(0.1)
-    assert Path(again["details"]["path"]).is_dir()
+    assert Path(again["details"]["path"]).is_dir()  # noqa: ASYNC240
     assert (await workspace_of(system, user))[0] == 200

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 from pathlib import Path
 from typing import Final
+from uuid import UUID
 
 from contracts import provisioning as api
 from services.provisioning.backends import WorkspaceRef
@@ -34,7 +35,10 @@ class LocalBackend:
         return self.root / str(ref.tenant_id) / str(ref.user_id)
 
     def state_dir(self, ref: WorkspaceRef) -> Path:
-        return self.monitors_root / str(ref.workspace_id)
+        return self.state_dir_of(ref.workspace_id)
+
+    def state_dir_of(self, workspace_id: UUID) -> Path:
+        return self.monitors_root / str(workspace_id)
 
     def _ensure_monitor(self, ref: WorkspaceRef) -> None:
         env = monitor_environment(
