@@ -1,0 +1,74 @@
+"""The pure parts: coalescing raw watcher events, ignore rules, the workspace state machine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from services.monitor.coalesce import Coalescer, RawEvent
+from services.monitor.ignore import IgnoreRules
+from services.provisioning import states
+
+WALL = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _run(*events: RawEvent) -> list[tuple[str, str, str | None]]:
+    coalescer = Coalescer(quiet=0.05, hold_max=1.0)
+    for i, event in enumerate(events):
+        coalescer.add(event, i * 0.001, WALL)
+    assert coalescer.due(0.0) == [] or len(events) == 0
+    return [(c.kind, c.path, c.old_path) for c in coalescer.due(10.0)]
+
+
+def test_a_save_storm_is_one_modified_and_a_temporary_file_nothing() -> None:
+    assert _run(*[RawEvent("modified", "a.py")] * 30) == [("modified", "a.py", None)]
+    assert _run(RawEvent("created", "t.swp"), RawEvent("modified", "t.swp"), RawEvent("deleted", "t.swp")) == []
+    assert _run(RawEvent("created", "n.py"), RawEvent("modified", "n.py")) == [("created", "n.py", None)]
+    assert _run(RawEvent("deleted", "r.py"), RawEvent("created", "r.py")) == [("modified", "r.py", None)]
+
+
+def test_moves_chain_and_a_fresh_file_moved_into_place_is_created() -> None:
+    assert _run(RawEvent("moved", "b", src="a"), RawEvent("moved", "c", src="b")) == [("moved", "c", "a")]
+    assert _run(RawEvent("created", ".x.tmp"), RawEvent("moved", "x", src=".x.tmp")) == [("created", "x", None)]
+    assert _run(RawEvent("moved", "b", src="a"), RawEvent("deleted", "b")) == [("deleted", "a", None)]
+    assert _run(RawEvent("moved", "b", src="a"), RawEvent("moved", "a", src="b")) == [("modified", "a", None)]
+
+
+def test_a_path_written_without_pause_still_reports() -> None:
+    coalescer = Coalescer(quiet=0.05, hold_max=1.0)
+    t = 0.0
+    while t < 1.0:
+        coalescer.add(RawEvent("modified", "log.txt"), t, WALL)
+        assert coalescer.due(t) == []
+        t += 0.01
+    coalescer.add(RawEvent("modified", "log.txt"), 1.0, WALL)
+    assert [c.kind for c in coalescer.due(1.0)] == ["modified"]
+
+
+def test_ignore_rules_cover_tool_folders_and_patterns() -> None:
+    rules = IgnoreRules(["*.swp", "build/"])
+    for path in (".git/HEAD", "a/node_modules/x.js", "target/debug", "dist", "src/__pycache__/m.pyc", "x.swp"):
+        assert rules.ignored(path), path
+    assert rules.ignored("build/out.o")
+    assert not rules.ignored("src/target_list.py") and not rules.ignored("distance.txt")
+
+
+def test_attempts_back_off_then_fail_and_a_crashed_claim_runs_out() -> None:
+    now = WALL
+    record = states.new(uuid4(), uuid4(), "local", now)
+    first = states.claim(record, now, lease_seconds=30)
+    assert first is not None
+    claimed, held = first
+    assert claimed.status == "provisioning" and states.claim(claimed, now, 30) is None, "one claim at a time"
+    assert states.claim(claimed, now + timedelta(seconds=31), 30) is not None, "a dead replica's claim runs out"
+    retry = states.attempt_failed(claimed, "boom", now, max_attempts=2, base=1, cap=60)
+    assert retry.status == "provisioning" and retry.next_attempt_at == now + timedelta(seconds=1)
+    assert not states.due(retry, now) and states.due(retry, now + timedelta(seconds=1))
+    second = states.claim(retry, now + timedelta(seconds=1), 30)
+    assert second is not None
+    failed = states.attempt_failed(second[0], "boom again", now, max_attempts=2, base=1, cap=60)
+    assert failed.status == "failed" and failed.error == "boom again" and not states.due(failed, now)
+    again = states.reprovision(failed, now)
+    assert again is not None and again.status == "requested" and again.attempts == 0 and again.error is None
+    assert not states.holds(again, held), "a reprovision supersedes an older claim"
+    assert [states.backoff(n, 0.5, 4) for n in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 4, 4]
