@@ -52,6 +52,15 @@ async def test_changes_made_while_the_bus_is_down_arrive_once_it_is_back(system:
     (root / "during-0.txt").rename(root / "moved-while-down.txt")
     (root / "during-1.txt").unlink()
     await asyncio.sleep(2.0)  # the monitor has buffered them on disk by now, with no bus to send to
+    # ...and what is on disk survives the monitor itself: SIGKILL it while the bus is still away.
+    backend = system.services["provisioning"].ctx.components["provisioning"].backend
+    child = backend.monitors.children[UUID(workspace["id"])]
+    killed = child.process.pid
+    os.kill(killed, signal.SIGKILL)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (child.watching() and child.process.pid != killed):
+        assert asyncio.get_running_loop().time() < deadline, "the monitor was not restarted"
+        await asyncio.sleep(0.05)
     nats.start_again()
 
     def complete(events: list[dict[str, object]]) -> bool:
