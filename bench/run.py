@@ -2,7 +2,7 @@
 
     python -m bench.run                         # the request path and logins (about 6 minutes on 2 cores)
     python -m bench.run --quick                 # short durations, one run each: a smoke check
-    python -m bench.run --only gateway          # some of: gateway, login (the table then holds those rows)
+    python -m bench.run --only gateway          # some of: gateway, login, workspaces (the table holds those rows)
     python -m bench.run --only store            # the embedded store against raw sqlite3: bench/store-results.md
     python -m bench.run --generator python      # force the Python load generator even if wrk is installed
 
@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.system import System
 
-SYSTEM_PARTS = ("gateway", "login")
+SYSTEM_PARTS = ("gateway", "login", "workspaces")
 CHOICES = ("store", *SYSTEM_PARTS)
 
 NOTES = [
@@ -100,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [name for name in SYSTEM_PARTS if name in args.names]
     if not wanted:
         return 0
-    from bench import gateway, login
+    from bench import gateway, login, workspaces
 
-    parts = {"gateway": gateway.run, "login": login.run}
+    parts = {"gateway": gateway.run, "login": login.run, "workspaces": workspaces.run}
     rows: list[Row] = []
     facts: list[str] = []
     failures: list[str] = []
     system = System()
     try:
         system.start()
-        for name in wanted:  # login last: it leaves thousands of sessions in the store
+        for name in wanted:  # login after gateway: it leaves thousands of sessions in the store
             try:
                 part_rows, part_facts = parts[name](options, system)
             except Exception as error:
