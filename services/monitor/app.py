@@ -20,9 +20,10 @@ from pydantic import ValidationError
 
 from contracts.file_event import FileChange
 from contracts.subjects import file_subject
-from services.monitor.buffer import DiskBuffer
+from services.monitor import manifest
+from services.monitor.buffer import DiskBuffer, Seen
 from services.monitor.coalesce import Change, Coalescer
-from services.monitor.describe import describe
+from services.monitor.describe import digest_of
 from services.monitor.ignore import IgnoreRules
 from services.monitor.publisher import Publisher
 from services.monitor.settings import MonitorSettings
@@ -76,14 +77,25 @@ class Monitor:
         )
         self.skipped = 0
 
-    def to_rows(self, changes: list[Change]) -> list[tuple[str, bytes]]:
-        """FileChange JSON per change, described from the disk as it is now (off the event loop)."""
+    def to_rows(self, changes: list[Change]) -> tuple[list[tuple[str, bytes]], list[Seen]]:
+        """FileChange JSON per change, described from the disk as it is now (off the event loop), and
+        what the manifest records of each."""
         rows = []
+        seen: list[Seen] = []
         for change in changes:
             size: int | None = None
             sha256: str | None = None
-            if not change.is_dir and change.kind != "deleted":
-                size, sha256 = describe(self.root / change.path, self.settings.monitor_hash_max_bytes)
+            entry = None
+            if change.kind != "deleted":
+                try:
+                    info = os.stat(self.root / change.path, follow_symlinks=False)
+                except OSError:
+                    info = None
+                if info is not None:
+                    entry = manifest.Entry(change.path, True, 0, 0)
+                    if not change.is_dir:
+                        size, sha256 = digest_of(self.root / change.path, info, self.settings.monitor_hash_max_bytes)
+                        entry = manifest.Entry(change.path, False, info.st_size, info.st_mtime_ns)
             try:
                 message = FileChange(
                     path=change.path,
@@ -100,14 +112,28 @@ class Monitor:
                 log.warning("a change of %r cannot be reported (%s)", change.path, error.errors()[0]["msg"])
                 continue
             rows.append((str(message.event_id), pydantic_core.to_json(message)))
-        return rows
+            seen.append((change.kind, change.path, change.old_path, entry))
+        return rows, seen
 
     async def record(self, changes: list[Change]) -> None:
         if not changes:
             return
-        rows = await asyncio.to_thread(self.to_rows, changes)
-        self.buffer.append(rows)
+        rows, seen = await asyncio.to_thread(self.to_rows, changes)
+        self.buffer.append(rows, seen)
         self.publisher.wake.set()
+
+    async def catch_up(self, rules: IgnoreRules) -> int:
+        """Report what changed while no monitor watched: the tree against the manifest (once, at start,
+        after the watch began: a change seen both ways is coalesced into one)."""
+        known = manifest.load(self.buffer.db)
+        now = await asyncio.to_thread(manifest.walk, self.root, rules)
+        missed = manifest.differences(known, now)
+        clock, wall = time.monotonic(), datetime.now(UTC)
+        for raw in missed:
+            self.coalescer.add(raw, clock, wall)
+        if missed:
+            log.info("%d changes made while no monitor watched", len(missed))
+        return len(missed)
 
     async def watch(self, watcher: TreeWatcher, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -131,9 +157,11 @@ class Monitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        watcher = TreeWatcher(self.root, IgnoreRules(self.settings.monitor_ignore), asyncio.get_running_loop())
+        rules = IgnoreRules(self.settings.monitor_ignore)
+        watcher = TreeWatcher(self.root, rules, asyncio.get_running_loop())
         watcher.start()
-        (self.state_dir / "monitor.ready").write_text(str(os.getpid()))
+        (self.state_dir / "monitor.ready").write_text(str(os.getpid()))  # watched from here on
+        await self.catch_up(rules)
         log.info(
             "watching %s; publishing on %s (%d changes waiting on disk)", self.root, self.subject, self.buffer.count
         )

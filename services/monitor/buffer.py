@@ -11,7 +11,11 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from services.monitor import manifest
+
 log = logging.getLogger(__name__)
+
+Seen = tuple[str, str, str | None, manifest.Entry | None]  # kind, path, old_path, what the disk shows now
 
 
 class DiskBuffer:
@@ -26,16 +30,20 @@ class DiskBuffer:
             "body BLOB NOT NULL)"
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        self.db.execute(manifest.SCHEMA)
         self.count = int(self.db.execute("SELECT count(*) FROM changes").fetchone()[0])
         row = self.db.execute("SELECT value FROM meta WHERE name = 'dropped'").fetchone()
         self.dropped = int(row[0]) if row else 0
 
-    def append(self, rows: list[tuple[str, bytes]]) -> None:
+    def append(self, rows: list[tuple[str, bytes]], seen: list[Seen] | None = None) -> None:
+        """Buffer changes, and record them in the manifest in the same transaction."""
         if not rows:
             return
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT INTO changes (msg_id, body) VALUES (?, ?)", rows)
+            for kind, path, old_path, entry in seen or ():
+                manifest.apply(self.db, kind, path, old_path, entry)
             self.count += len(rows)
             excess = self.count - self.max_events
             if excess > 0:

@@ -16,6 +16,10 @@ def describe(path: Path, hash_max_bytes: int) -> tuple[int | None, str | None]:
         info = os.stat(path, follow_symlinks=False)
     except OSError:
         return None, None
+    return digest_of(path, info, hash_max_bytes)
+
+
+def digest_of(path: Path, info: os.stat_result, hash_max_bytes: int) -> tuple[int | None, str | None]:
     if not stat.S_ISREG(info.st_mode):
         return None, None
     if info.st_size > hash_max_bytes:

@@ -1,0 +1,124 @@
+"""The monitor on its own (as a sidecar runs it): settings from the environment, changes made while it
+was stopped reported when it starts again, its actor and ignore patterns, one monitor per workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from contracts import subjects
+from contracts.provisioning import workspace_id
+from services.monitor.app import EXIT_LOCKED
+from tests.provisioning.helpers import file_events, wait_file_events
+from tests.support import NatsServer
+
+
+@pytest.fixture
+async def streams(nats: NatsServer) -> NatsServer:
+    """The file-event stream exists (services create it; a monitor may not)."""
+    from shared.bus import ensure_streams, make_broker
+
+    broker = make_broker(nats.url, "test-streams")
+    await broker.connect()
+    await ensure_streams(broker)
+    await broker.stop()
+    return nats
+
+
+class Monitor:
+    def __init__(self, nats_url: str, tmp: Path, **extra: str) -> None:
+        self.tenant, self.user = uuid4(), uuid4()
+        self.root = tmp / "workspace"
+        self.state = tmp / "state"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.subject = subjects.file_subject(self.tenant, self.user, workspace_id(self.tenant, self.user))
+        self.env = {
+            **os.environ,
+            "CODITECT_NATS_URL": nats_url,
+            "TENANT_ID": str(self.tenant),  # the pod's variable names work too
+            "USER_ID": str(self.user),
+            "CODITECT_WORKSPACE_ROOT": str(self.root),
+            "CODITECT_MONITOR_STATE_DIR": str(self.state),
+            "CODITECT_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        (self.state / "monitor.ready").unlink(missing_ok=True)
+        process = subprocess.Popen([sys.executable, "-m", "services.monitor"], env=self.env)
+        self.processes.append(process)
+        return process
+
+    def wait_watching(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 20
+        ready = self.state / "monitor.ready"
+        while not (ready.exists() and ready.read_text() == str(process.pid)):
+            assert process.poll() is None and time.monotonic() < deadline, "the monitor did not start"
+            time.sleep(0.02)
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        process.terminate()
+        assert process.wait(10) == 0, "a SIGTERM ends the monitor cleanly"
+
+
+@pytest.fixture
+def monitor(streams: NatsServer, tmp_path: Path) -> Iterator[Monitor]:
+    running = Monitor(streams.url, tmp_path, CODITECT_MONITOR_ACTOR="claude-code", CODITECT_MONITOR_IGNORE='["*.log"]')
+    yield running
+    for process in running.processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_changes_made_while_the_monitor_was_stopped_are_reported_when_it_starts(
+    monitor: Monitor, nats: NatsServer
+) -> None:
+    first = monitor.start()
+    monitor.wait_watching(first)
+    (monitor.root / "kept.txt").write_text("v1")
+    (monitor.root / "doomed.txt").write_text("bye")
+    (monitor.root / "noise.log").write_text("ignored by the pattern")
+    await wait_file_events(nats.url, monitor.subject, lambda evs: len(evs) == 2)
+    monitor.stop(first)
+
+    (monitor.root / "kept.txt").write_text("version two")
+    (monitor.root / "doomed.txt").unlink()
+    (monitor.root / "new").mkdir()
+    (monitor.root / "new" / "file.txt").write_text("made while nobody watched")
+    second = monitor.start()
+    monitor.wait_watching(second)
+    events = await wait_file_events(nats.url, monitor.subject, lambda evs: len(evs) >= 6)
+    await asyncio.sleep(0.5)
+    events = await file_events(nats.url, monitor.subject)
+    assert sorted((e["kind"], e["path"]) for e in events[2:]) == [
+        ("created", "new"),
+        ("created", "new/file.txt"),
+        ("deleted", "doomed.txt"),
+        ("modified", "kept.txt"),
+    ]
+    assert {e["actor"] for e in events} == {"claude-code"}
+    assert not any(e["path"].endswith(".log") for e in events)
+    # Nothing changed since: a third start reports nothing.
+    monitor.stop(second)
+    third = monitor.start()
+    monitor.wait_watching(third)
+    await asyncio.sleep(1.0)
+    assert len(await file_events(nats.url, monitor.subject)) == len(events)
+
+
+async def test_a_second_monitor_of_the_same_workspace_steps_aside(monitor: Monitor) -> None:
+    first = monitor.start()
+    monitor.wait_watching(first)
+    second = monitor.start()
+    assert second.wait(20) == EXIT_LOCKED
+    assert first.poll() is None
