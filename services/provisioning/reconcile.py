@@ -7,16 +7,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from services.provisioning import repository as repo
 from services.provisioning.backends import WorkspaceRef
 from services.provisioning.context import ProvisioningContext, utcnow
 from services.provisioning.states import due
 from services.provisioning.workspaces import drive_soon
+from shared.bus import EVENTS_MAX_AGE_SECONDS
 
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 10_000
+PRUNE_BATCH = 500
+# A marker must outlive every redelivery of its event: the stream keeps events this long (plus a day).
+MARKER_TTL = timedelta(seconds=EVENTS_MAX_AGE_SECONDS) + timedelta(days=1)
+
+
+async def prune_markers(ctx: ProvisioningContext) -> int:
+    before = utcnow() - MARKER_TTL
+    total = 0
+    while (pruned := await ctx.store.run(lambda tx: repo.prune_processed(tx, before, PRUNE_BATCH))) == PRUNE_BATCH:
+        total += pruned
+    return total + pruned
 
 
 async def attach_ready(ctx: ProvisioningContext) -> int:
@@ -47,6 +60,7 @@ async def run(ctx: ProvisioningContext, stop: asyncio.Event) -> None:
                 if count:
                     log.info("re-attached %d ready workspaces", count)
             await reconcile_once(ctx)
+            await prune_markers(ctx)
         except Exception as error:
             log.warning("reconcile pass failed (%s); will retry", error)
         with contextlib.suppress(TimeoutError):

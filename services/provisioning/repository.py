@@ -6,6 +6,8 @@
                                                                        loop looks at
     ("provisioning", "ready", tenant, user)       → ""                ready workspaces (monitors to attach)
     ("provisioning", "processed", event_id)       → processed_us      consumed events (idempotency)
+    ("provisioning", "processed_at", us, event_id) → ""               markers by age, pruned once the
+                                                                       stream can no longer redeliver them
     ("provisioning", "outbox", …)                 → staged events
     ("provisioning", "outbox_dead_letter", …)     → staged events that could not be decoded
 
@@ -30,6 +32,7 @@ WORKSPACE = ROOT["workspace"]
 WORKING_INDEX = ROOT["working"]
 READY_INDEX = ROOT["ready"]
 PROCESSED = ROOT["processed"]
+PROCESSED_AT = ROOT["processed_at"]
 OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
@@ -81,5 +84,19 @@ def processed(tx: Transaction, event_id: UUID) -> bool:
     return tx.get(PROCESSED.pack((str(event_id),))) is not None
 
 
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
 def mark_processed(tx: Transaction, event_id: UUID, at: datetime) -> None:
-    tx.set(PROCESSED.pack((str(event_id),)), fdb.tuple.pack(((at - _EPOCH) // timedelta(microseconds=1),)))
+    at_us = _micros(at)
+    tx.set(PROCESSED.pack((str(event_id),)), fdb.tuple.pack((at_us,)))
+    tx.set(PROCESSED_AT.pack((at_us, str(event_id))), b"")
+
+
+def prune_processed(tx: Transaction, processed_before: datetime, limit: int) -> int:
+    rows = tx.get_range(PROCESSED_AT.range().start, PROCESSED_AT.pack((_micros(processed_before),)), limit=limit)
+    for key, _ in rows:
+        tx.clear(PROCESSED.pack((PROCESSED_AT.unpack(key)[1],)))
+        tx.clear(key)
+    return len(rows)

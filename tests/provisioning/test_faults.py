@@ -12,7 +12,7 @@ from contracts import subjects
 from services.provisioning.backends.monitors import pid_file
 from tests.provisioning.helpers import wait_file_events, wait_status
 from tests.session.helpers import new_user
-from tests.support import Gateway, NatsServer, kill_nats
+from tests.support import Gateway, NatsServer, kill_nats, wait_ready
 
 
 async def test_a_monitor_killed_with_sigkill_is_restarted_and_keeps_reporting(
@@ -71,3 +71,4 @@ async def test_changes_made_while_the_bus_is_down_arrive_once_it_is_back(system:
     assert {("created", name) for name in names} <= by_path
     assert ("moved", "moved-while-down.txt") in by_path and ("deleted", "during-1.txt") in by_path
     assert len(events) == 1 + 50 + 2, "each change once (Nats-Msg-Id deduplicates resends)"
+    await wait_ready(system, timeout=30)  # every connection is back before the teardown drains them

@@ -72,3 +72,24 @@ def test_attempts_back_off_then_fail_and_a_crashed_claim_runs_out() -> None:
     assert again is not None and again.status == "requested" and again.attempts == 0 and again.error is None
     assert not states.holds(again, held), "a reprovision supersedes an older claim"
     assert [states.backoff(n, 0.5, 4) for n in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 4, 4]
+
+
+async def test_processed_markers_are_pruned_once_no_redelivery_can_need_them(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from services.provisioning import repository as repo
+    from services.provisioning.settings import ProvisioningSettings
+    from shared.store import open_store
+
+    assert isinstance(tmp_path, Path)
+    store = open_store(ProvisioningSettings(data_dir=tmp_path), "provisioning")
+    old, recent = uuid4(), uuid4()
+    now = datetime.now(UTC)
+    try:
+        await store.run(lambda tx: repo.mark_processed(tx, old, now - timedelta(days=30)))
+        await store.run(lambda tx: repo.mark_processed(tx, recent, now - timedelta(days=1)))
+        assert await store.run(lambda tx: repo.prune_processed(tx, now - timedelta(days=8), 100)) == 1
+        assert not await store.run(lambda tx: repo.processed(tx, old))
+        assert await store.run(lambda tx: repo.processed(tx, recent))
+    finally:
+        store.close()
