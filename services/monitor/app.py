@@ -176,8 +176,8 @@ class Monitor:
     async def _last_flush(self, publishing: asyncio.Task[None]) -> None:
         """On the way out: a short try to send what is buffered (the rest waits on disk for the next start)."""
         publishing.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await publishing
+        # Bounded: a library task that swallows its cancellation must not keep the process alive.
+        await asyncio.wait({publishing}, timeout=STOP_FLUSH_SECONDS)
         deadline = time.monotonic() + STOP_FLUSH_SECONDS
         with contextlib.suppress(Exception):
             while self.buffer.count and self.publisher.connected and time.monotonic() < deadline:

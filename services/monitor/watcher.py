@@ -6,6 +6,7 @@ a delete and an add, which would lose the move; it is the long-standing, maintai
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections import deque
 from pathlib import Path
@@ -44,6 +45,8 @@ class TreeWatcher(FileSystemEventHandler):
         self.observer.start()
 
     def stop(self) -> None:
+        # watchdog logs an error for an event its reader thread picks up while the observer stops.
+        logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
         self.observer.stop()
         self.observer.join(5)
 
