@@ -9,10 +9,10 @@ from services.auth.attempts import forget_stale_addresses
 from services.auth.context import AuthContext
 from services.auth.handlers import published_after_retire, register_handlers
 from services.auth.keyring import KeyRing
-from services.auth.keys import KeyEncryptionError, KeyEncryptionKey, read_or_create_kek_file
 from services.auth.passwords import PasswordHashing
 from services.auth.settings import AuthSettings
 from shared.outbox import Outbox
+from shared.sealed_keys import KeyEncryptionKey, load_kek
 from shared.service import Register, ServiceContext
 
 SERVICE = "auth"
@@ -20,21 +20,12 @@ SERVICE = "auth"
 
 def key_encryption_key(settings: AuthSettings) -> KeyEncryptionKey:
     """The KEK from its mounted file; on the embedded store, generated locally when none is configured."""
-    path = settings.signing_key_encryption_key_file
-    if path is not None:
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise KeyEncryptionError(f"cannot read the key-encryption key file {path}: {error.strerror}") from error
-        return KeyEncryptionKey.from_text(text, source=str(path))
-    if settings.fdb_cluster_file is not None:
-        # A KEK generated inside one container would differ between replicas and die with the container.
-        raise KeyEncryptionError(
-            "CODITECT_SIGNING_KEY_ENCRYPTION_KEY_FILE must name the key-encryption key file when the store is "
-            "FoundationDB"
-        )
-    generated = settings.data_dir / "secrets" / "auth-kek"
-    return KeyEncryptionKey.from_text(read_or_create_kek_file(generated), source=str(generated))
+    return load_kek(
+        settings.signing_key_encryption_key_file,
+        generated=settings.data_dir / "secrets" / "auth-kek",
+        setting="CODITECT_SIGNING_KEY_ENCRYPTION_KEY_FILE",
+        on_fdb=settings.fdb_cluster_file is not None,
+    )
 
 
 def build(settings: AuthSettings) -> Register:
