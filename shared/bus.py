@@ -120,6 +120,14 @@ def stream_configs() -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             max_age=FILE_EVENTS_MAX_AGE_SECONDS,
         ),
+        # Signed audit checkpoints, kept forever and never deletable: the copy a store-writer cannot rewrite.
+        StreamConfig(
+            name=subjects.AUDIT_CHECKPOINTS_STREAM,
+            subjects=list(subjects.AUDIT_CHECKPOINTS_SUBJECTS),
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            deny_delete=True,
+            deny_purge=True,
+        ),
     ]
 
 
