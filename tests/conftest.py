@@ -55,6 +55,7 @@ async def system(
     session_overrides: dict[str, Any],
     session_in_process: bool,
     gateway_overrides: dict[str, Any],
+    audit_overrides: dict[str, Any],
 ) -> AsyncIterator[Gateway]:
     """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
     from contracts.subjects import SERVICES
@@ -74,7 +75,9 @@ async def system(
         session_settings = SessionSettings(**env, **session_overrides)
         running.append(await start_service("session", session_settings, build_session(session_settings)))
     for name in SERVICES:
-        if name not in ("auth", "session"):
+        if name == "audit":
+            running.append(await start_audit(env, audit_overrides))
+        elif name not in ("auth", "session"):
             running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
     settings = GatewaySettings(**env, **gateway_overrides, gateway_port=free_port())
     try:
@@ -86,3 +89,24 @@ async def system(
             yield gateway
     finally:
         await asyncio.gather(*(r.shutdown() for r in running), return_exceptions=True)
+
+
+# --- audit service (issue 11) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def audit_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the audit service (e.g. the checkpoint cadence)."""
+    return {}
+
+
+async def start_audit(env: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The audit service in this process (its consumer, checkpoints and queries)."""
+    from services.audit.app import build as build_audit
+    from services.audit.settings import AuditSettings
+
+    settings = AuditSettings(**env, **overrides)
+    return await start_service("audit", settings, build_audit(settings))
+
+
+# --- end audit service ----------------------------------------------------------------------------
