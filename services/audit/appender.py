@@ -92,9 +92,21 @@ class Appender:
                 log.warning("audit cannot bind its event consumer yet (%s); retrying", error)
                 await asyncio.sleep(1)
                 continue
-            await self._consume(subscription, stop)
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            # Unsubscribed as soon as the service stops: the broker's drain would otherwise wait out
+            # the fetch in flight (up to its drain timeout).
+            watcher = asyncio.create_task(self._unsubscribe_on_stop(subscription, stop))
+            try:
+                await self._consume(subscription, stop)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    @staticmethod
+    async def _unsubscribe_on_stop(subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+        await stop.wait()
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
 
     async def _consume(self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
         batch = self.ctx.settings.audit_fetch_batch
