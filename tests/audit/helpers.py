@@ -63,7 +63,9 @@ async def records(gateway: Gateway, user: User, **params: Any) -> list[dict[str,
             return found
 
 
-async def wait_for(gateway: Gateway, user: User, count: int, timeout: float = 15.0, **params: Any) -> list[dict[str, Any]]:
+async def wait_for(
+    gateway: Gateway, user: User, count: int, timeout: float = 15.0, **params: Any
+) -> list[dict[str, Any]]:
     """The user's records once there are at least ``count``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +99,7 @@ async def wait_checkpoint(gateway: Gateway, tenant: str, seq: int, timeout: floa
         last = await store.run(lambda tx: repo.last_checkpoint_seq(tx, tenant))
         pending = await store.run(lambda tx: repo.pending_checkpoints(tx, 10))
         if last >= seq and not pending:
-            found = await store.run(lambda tx: repo.checkpoint(tx, tenant, last))
+            found = await store.run(lambda tx, at=last: repo.checkpoint(tx, tenant, at))
             assert found is not None
             return found
         assert time.monotonic() < deadline, f"no published checkpoint at seq >= {seq} (last {last})"

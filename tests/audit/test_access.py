@@ -24,9 +24,7 @@ async def test_a_member_sees_only_records_about_themselves(system: Gateway, nats
     assert {r["type"] for r in mine} == {"auth.user_registered", "auth.login_succeeded", "test.about_member"}
     assert all(r["actor"]["user_id"] == member.id or r["target"] == f"user:{member.id}" for r in mine)
     # A member naming another actor still sees nothing that is not about them.
-    assert await records(system, member, actor=admin.id) == [
-        r for r in mine if r["actor"]["user_id"] == admin.id
-    ]
+    assert await records(system, member, actor=admin.id) == [r for r in mine if r["actor"]["user_id"] == admin.id]
 
 
 async def test_an_admin_never_sees_another_tenants_records(system: Gateway, nats: NatsServer) -> None:

@@ -51,7 +51,9 @@ async def _publish_all(nats_url: str) -> None:
             for index in range(start, start + 250):
                 tenant = TENANTS[index % len(TENANTS)]
                 event = Event(type="test.crash", tenant_id=uuid.UUID(tenant), actor=Actor(), data={"index": index})
-                acks.append(js.publish(event.subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": str(event.id)}))
+                acks.append(
+                    js.publish(event.subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": str(event.id)})
+                )
             await asyncio.gather(*acks)
             await asyncio.sleep(0.02)
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from services.audit.chain import GENESIS_HASH, check_record
 from tests.audit.helpers import publish, records, synthetic, wait_for
 from tests.session.helpers import call, create, new_user
@@ -10,7 +12,9 @@ from tests.support import Gateway, NatsServer
 
 async def test_auth_and_session_events_become_records_in_order_with_their_actors(system: Gateway) -> None:
     admin = await new_user(system)  # registered, then logged in
-    status, _, _ = await call(system, "POST", "/auth/login", None, {"email": admin.email, "password": "wrong-password!"})
+    status, _, _ = await call(
+        system, "POST", "/auth/login", None, {"email": admin.email, "password": "wrong-password!"}
+    )
     assert status == 401
     session = await create(system, admin, "audited")
 
@@ -19,7 +23,7 @@ async def test_auth_and_session_events_become_records_in_order_with_their_actors
     assert types == ["auth.user_registered", "auth.login_succeeded", "auth.login_failed", "session.created"]
     assert [record["seq"] for record in found] == [1, 2, 3, 4]
     assert found[0]["prev_hash"] == GENESIS_HASH
-    for before, after in zip(found, found[1:], strict=False):
+    for before, after in itertools.pairwise(found):
         assert after["prev_hash"] == before["hash"]
     assert all(check_record(record) for record in found)
     assert all(record["tenant_id"] == admin.tenant_id for record in found)
@@ -44,7 +48,12 @@ async def test_a_redelivered_event_is_recorded_once(system: Gateway, nats: NatsS
     await publish(nats.url, [event, event], msg_ids=False)
     await publish(nats.url, [synthetic(admin.tenant_id, admin.id, type="test.after")])
     found = await wait_for(system, admin, 4)
-    assert [r["type"] for r in found] == ["auth.user_registered", "auth.login_succeeded", "test.duplicated", "test.after"]
+    assert [r["type"] for r in found] == [
+        "auth.user_registered",
+        "auth.login_succeeded",
+        "test.duplicated",
+        "test.after",
+    ]
     assert [r["id"] for r in found].count(str(event.id)) == 1
 
 
