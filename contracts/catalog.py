@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from contracts import auth, session, subjects
+from contracts import audit, auth, session, subjects
 from contracts.envelope import Reply
 from contracts.events import Event
 from contracts.health import Ping, Pong
@@ -52,6 +52,10 @@ OPERATIONS: list[Operation] = [
     Operation(session.DELETE, session.DeleteSession, None, "Delete one of the caller's sessions"),
     Operation(session.FORK, session.ForkSession, session.Session, "A new session branching from one of the caller's"),
     Operation(session.TOUCH, session.TouchSession, session.Session, "Record an access to a session"),
+    Operation(audit.LIST_EVENTS, audit.ListAuditEvents, audit.AuditPage, "Audit records the caller may see"),
+    Operation(audit.VERIFY, audit.VerifyAudit, audit.VerifyResult, "Recompute the tenant's chain (admins)"),
+    Operation(audit.EXPORT_PAGE, audit.ExportPage, audit.ExportChunk, "One NDJSON page of the trail (admins)"),
+    Operation(audit.GET_KEYS, audit.GetAuditKeys, audit.AuditKeys, "Public keys that sign audit checkpoints"),
 ]
 
 EVENTS: list[EventChannel] = [
