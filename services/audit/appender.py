@@ -7,8 +7,9 @@ miss 10,000 records/s; and the chain wants the whole batch at once (one transact
 hashes computed in memory), not one handler call per message.
 
 Order and exactly-once:
-- One batch at a time: a batch is committed and acknowledged before the next fetch.
-- ``max_ack_pending`` = the batch size, so while a batch is unacknowledged (a crash) the server hands
+- Batches are committed one after the other, in fetch order, each acknowledged once committed; the next
+  batch is fetched and read while one commits (two in flight at most).
+- ``max_ack_pending`` = the events in flight, so while they are unacknowledged (a crash) the server hands
   out nothing newer: after ``ack_wait`` the same events come back first, in order.
 - A commit that fails (store down) is retried here, never nacked, so later events cannot overtake it.
 - A redelivered event finds its "seen" marker, written in the transaction of its record: recorded once.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -26,6 +28,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from contracts import audit as api
 from contracts import subjects
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 # Bytes of records per transaction, well under FoundationDB's 10 MB (records are at most ~100 kB each).
 CHUNK_BYTES = 2_000_000
 FETCH_TIMEOUT_SECONDS = 1.0
+# Batches in flight: one committing, one read and waiting. The consumer's max_ack_pending covers them all,
+# so after a crash they come back, in order, before anything newer.
+PIPELINE_DEPTH = 2
 
 
 def chunks(events: list[Prepared], count: int, size: int = CHUNK_BYTES) -> list[list[Prepared]]:
@@ -58,6 +64,38 @@ def chunks(events: list[Prepared], count: int, size: int = CHUNK_BYTES) -> list[
     return runs
 
 
+@dataclass
+class Batch:
+    messages: list[Msg]  # acknowledged once the batch is committed
+    by_chain: dict[str, list[Prepared]]
+
+
+def _group(bodies: list[bytes]) -> dict[str, list[Prepared]]:
+    """The events by chain, in order; what is not an event is logged and skipped (acknowledged with
+    its batch, never recorded)."""
+    by_chain: dict[str, list[Prepared]] = {}
+    for body in bodies:
+        try:
+            prepared = prepare(body)
+        except NotAnEvent as error:
+            log.error("a message on the events stream is not an event (%s); acknowledged, not recorded", error)
+            continue
+        by_chain.setdefault(prepared.chain, []).append(prepared)
+    return by_chain
+
+
+def read_batch(messages: list[Msg]) -> Batch:
+    return Batch(messages, _group([message.data for message in messages]))
+
+
+def read_bodies(bodies: list[bytes]) -> Batch:
+    return Batch([], _group(bodies))
+
+
+class RecoveryStopped(Exception):
+    """The service stopped while replaying; nothing was acknowledged."""
+
+
 class Appender:
     def __init__(self, ctx: AuditContext) -> None:
         self.ctx = ctx
@@ -71,7 +109,7 @@ class Appender:
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=settings.audit_ack_wait_seconds,
-            max_ack_pending=settings.audit_fetch_batch,
+            max_ack_pending=settings.audit_fetch_batch * PIPELINE_DEPTH,
             filter_subject=subjects.EVENTS_SUBJECTS[0],
         )
 
@@ -92,6 +130,14 @@ class Appender:
                 log.warning("audit cannot bind its event consumer yet (%s); retrying", error)
                 await asyncio.sleep(1)
                 continue
+            try:
+                await self.recover(js, stop)
+            except Exception as error:
+                log.warning("audit could not replay its unacknowledged events yet (%s); retrying", error)
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+                await asyncio.sleep(1)
+                continue
             # Unsubscribed as soon as the service stops: the broker's drain would otherwise wait out
             # the fetch in flight (up to its drain timeout).
             watcher = asyncio.create_task(self._unsubscribe_on_stop(subscription, stop))
@@ -102,6 +148,30 @@ class Appender:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
 
+    async def recover(self, js: JetStreamContext, stop: asyncio.Event) -> int:
+        """Record, in stream order, the events a previous subscription received but never acknowledged
+        (a crash, a dropped connection), before fetching anything newer. Left to the server, they would
+        come back only after ``ack_wait``, behind newer events: out of order. Read here by stream
+        sequence; their redelivery later finds them recorded. Returns how many were read."""
+        info = await js.consumer_info(subjects.EVENTS_STREAM, api.EVENTS_DURABLE)
+        first = (info.ack_floor.stream_seq or 0) + 1 if info.ack_floor else 1
+        last = (info.delivered.stream_seq or 0) if info.delivered else 0
+        bodies: list[bytes] = []
+        for seq in range(first, last + 1):
+            try:
+                message = await js.get_msg(subjects.EVENTS_STREAM, seq)
+            except NotFoundError:
+                continue  # removed by the stream's age limit
+            if message.data:
+                bodies.append(message.data)
+        size = self.ctx.settings.audit_fetch_batch
+        for start in range(0, len(bodies), size):
+            if not await self.handle(read_bodies(bodies[start : start + size]), stop):
+                raise RecoveryStopped
+        if bodies:
+            log.info("audit replayed %d events delivered before but never acknowledged", len(bodies))
+        return len(bodies)
+
     @staticmethod
     async def _unsubscribe_on_stop(subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -109,33 +179,44 @@ class Appender:
             await subscription.unsubscribe()
 
     async def _consume(self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+        """Two stages: this loop fetches and reads batch N+1 while the writer commits batch N (the commit
+        runs on the store's thread, so the two overlap). The writer takes batches in fetch order."""
         batch = self.ctx.settings.audit_fetch_batch
-        while not stop.is_set():
-            try:
-                messages = await subscription.fetch(batch, timeout=FETCH_TIMEOUT_SECONDS)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except Exception as error:
-                log.warning("audit could not fetch events (%s); retrying", error)
-                await asyncio.sleep(1)
-                return
-            if not await self.handle(messages, stop):
+        ready: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH - 1)
+        writer = asyncio.create_task(self._write(ready, stop))
+        try:
+            while not stop.is_set() and not writer.done():
+                try:
+                    messages = await subscription.fetch(batch, timeout=FETCH_TIMEOUT_SECONDS)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except Exception as error:
+                    log.warning("audit could not fetch events (%s); retrying", error)
+                    await asyncio.sleep(1)
+                    break
+                queued = asyncio.ensure_future(ready.put(read_batch(messages)))
+                await asyncio.wait({queued, writer}, return_when=asyncio.FIRST_COMPLETED)
+                if not queued.done():  # the writer stopped: nothing will take this batch
+                    queued.cancel()
+                    break
+        finally:
+            if not writer.done():
+                await ready.put(None)  # after what is queued: the writer commits that first
+            await writer
+
+    async def _write(self, ready: asyncio.Queue[Batch | None], stop: asyncio.Event) -> None:
+        while (batch := await ready.get()) is not None:
+            if not await self.handle(batch, stop):
                 return
 
-    async def handle(self, messages: list[Msg], stop: asyncio.Event) -> bool:
+    async def handle(self, batch: Batch, stop: asyncio.Event) -> bool:
         """Record a batch and acknowledge it; False if stopped before it was committed (no acks)."""
-        by_chain: dict[str, list[Prepared]] = {}
-        for message in messages:
-            try:
-                prepared = prepare(message.data)
-            except NotAnEvent as error:
-                log.error("a message on %s is not an event (%s); acknowledged, not recorded", message.subject, error)
-                continue
-            by_chain.setdefault(prepared.chain, []).append(prepared)
-        results = await asyncio.gather(*(self._append_chain(chain, events, stop) for chain, events in by_chain.items()))
+        results = await asyncio.gather(
+            *(self._append_chain(chain, events, stop) for chain, events in batch.by_chain.items())
+        )
         if not all(results):
             return False
-        for message in messages:
+        for message in batch.messages:
             await message.ack()
         return True
 

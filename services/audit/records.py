@@ -8,6 +8,7 @@ canonical strings (lowercase UUIDs, UTC timestamps with microseconds) anyway.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,8 @@ _SECRET_SUFFIXES = ("_token", "_password", "_secret")
 _ACTOR_KINDS = frozenset({"human", "agent", "system"})
 _OUTCOMES = frozenset({"success", "failure"})
 _INT64 = 2**63
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 class NotAnEvent(ValueError):
@@ -68,6 +71,8 @@ def scrub(value: Any) -> Any:
 def _uuid(value: Any, name: str, *, optional: bool = True) -> str | None:
     if value is None and optional:
         return None
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # the common case, without building a UUID
     try:
         return str(UUID(str(value)))
     except ValueError as error:
@@ -76,6 +81,20 @@ def _uuid(value: Any, name: str, *, optional: bool = True) -> str | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _occurred_at(value: Any) -> str | None:
+    """The event's time as RFC 3339 UTC with microseconds (None if absent)."""
+    if not value:
+        return None
+    text = str(value)
+    if _CANONICAL_TIME.fullmatch(text):
+        return text
+    try:
+        occurred = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise NotAnEvent("occurred_at is not a timestamp") from error
+    return timestamp(occurred if occurred.tzinfo is not None else occurred.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -99,12 +118,7 @@ def prepare(data: bytes) -> Prepared:
     event_id = _uuid(event["id"], "id", optional=False)
     assert event_id is not None
     tenant = _uuid(event.get("tenant_id"), "tenant_id")
-    try:
-        occurred = datetime.fromisoformat(str(event["occurred_at"])) if event.get("occurred_at") else None
-    except ValueError as error:
-        raise NotAnEvent("occurred_at is not a timestamp") from error
-    if occurred is not None and occurred.tzinfo is None:
-        occurred = occurred.replace(tzinfo=UTC)
+    occurred_at = _occurred_at(event.get("occurred_at"))
     raw_actor = event.get("actor") or {}
     if not isinstance(raw_actor, dict):
         raise NotAnEvent("actor is not an object")
@@ -122,7 +136,7 @@ def prepare(data: bytes) -> Prepared:
     body = {
         "id": event_id,
         "tenant_id": tenant,
-        "occurred_at": timestamp(occurred) if occurred is not None else None,
+        "occurred_at": occurred_at,
         "type": event["type"],
         "actor": actor,
         "target": target,

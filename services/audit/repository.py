@@ -71,17 +71,21 @@ def append(tx: Transaction, chain: str, events: Sequence[Prepared], recorded_at:
     seq, prev = current.seq, current.hash
     appended = 0
     in_batch: set[str] = set()
+    # Tuple encoding concatenates: the chain's prefixes are packed once, not once per key.
+    records_prefix, users_prefix, seen_prefix = _key(REC, chain), _key(BY_USER, chain), SEEN.key()
+    pack = fdb.tuple.pack
     for prepared in events:
-        seen_key = _key(SEEN, prepared.event_id)
+        seen_key = seen_prefix + pack((prepared.event_id,))
         if prepared.event_id in in_batch or tx.get(seen_key) is not None:
             continue
         in_batch.add(prepared.event_id)
         seq += 1
         record = seal_record(complete(prepared, seq, prev, recorded_at))
-        tx.set(_key(REC, chain, seq), canonical(record))
-        tx.set(seen_key, fdb.tuple.pack((chain, seq)))
+        seq_part = pack((seq,))
+        tx.set(records_prefix + seq_part, canonical(record))
+        tx.set(seen_key, pack((chain, seq)))
         for user in prepared.users:
-            tx.set(_key(BY_USER, chain, user, seq), b"")
+            tx.set(users_prefix + pack((user,)) + seq_part, b"")
         prev = record["hash"]
         appended += 1
     if appended:
