@@ -117,6 +117,7 @@ async def test_a_consistent_rewrite_after_a_checkpoint_fails_the_checkpoint_chec
     await store.run(resign)
     result = await verify(system, admin)
     assert result["ok"] is False, result
+    assert "signature" in result["reason"], result
 
 
 async def test_an_export_verifies_offline_and_a_tampered_copy_does_not(

@@ -74,8 +74,14 @@ def test_checkpoints_need_a_published_key_and_anchor_a_pruned_chain() -> None:
     assert all(verifier.feed(r) for r in records[3:]) and verifier.finish().ok
     unanchored = ChainVerifier(tenant_id=tenant, keys=keys)
     assert not unanchored.feed(records[3])
+    # A checkpoint with the right hash but not signed by a published key fails the whole chain.
+    honest = sign_checkpoint(key, "k1", tenant, 3, str(records[2]["hash"]), datetime.now(UTC))
     forged = sign_checkpoint(Ed25519PrivateKey.generate(), "k1", tenant, 3, str(records[2]["hash"]), datetime.now(UTC))
-    assert not ChainVerifier(tenant_id=tenant, keys=keys, checkpoints=[forged]).finish().ok
+    for checkpoint, valid in ((honest, True), (forged, False)):
+        verifier = ChainVerifier(tenant_id=tenant, keys=keys, checkpoints=[checkpoint])
+        for record in records:
+            verifier.feed(record)
+        assert verifier.finish().ok is valid
     other = sign_checkpoint(
         key, "k1", "11111111-1111-1111-1111-111111111111", 3, str(records[2]["hash"]), datetime.now(UTC)
     )
