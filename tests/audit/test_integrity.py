@@ -3,7 +3,9 @@ rewritten consistently after a checkpoint; an export verifies offline and a tamp
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -134,6 +136,11 @@ async def test_an_export_verifies_offline_and_a_tampered_copy_does_not(
         (tmp_path / "keys.json").write_text(json.dumps(await response.json()))
     args = ["--public-key", str(tmp_path / "keys.json"), "--checkpoints", str(tmp_path / "checkpoints.ndjson")]
     assert verify_offline([str(tmp_path / "trail.ndjson"), *args]) == 0
+    command = [sys.executable, "-m", "services.audit.verify", str(tmp_path / "trail.ndjson"), *args]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert json.loads(stdout)["head"]["seq"] == 32
 
     tampered = data.replace(b'"index":17', b'"index":71', 1)
     assert tampered != data
