@@ -73,24 +73,21 @@ def _page(
         step = min(SCAN_BUDGET - scanned, max(query.limit * 2, 100))
         if user is not None:
             seqs = repo.user_seqs(tx, chain, user, last, step)
-            raws = [raw for seq in seqs if (raw := repo.record_raw(tx, chain, seq)) is not None]
-            exhausted = len(seqs) < step
-            positions = seqs
+            raws = [repo.record_raw(tx, chain, seq) for seq in seqs]
+            rows = [(seq, orjson.loads(raw) if raw is not None else None) for seq, raw in zip(seqs, raws, strict=True)]
         else:
-            raws = repo.records(tx, chain, last, step)
-            exhausted = len(raws) < step
-            positions = []
-        for index, raw in enumerate(raws):
-            record = orjson.loads(raw)
-            last = positions[index] if positions else int(record["seq"])
+            parsed = [orjson.loads(raw) for raw in repo.records(tx, chain, last, step)]
+            rows = [(int(record["seq"]), record) for record in parsed]
+        for seq, record in rows:
+            last = seq
             scanned += 1
+            if record is None:
+                continue  # an index entry whose record is gone: verify reports that, listing skips it
             if _matches(record, query, since, until):
                 items.append(record)
                 if len(items) == query.limit:
                     return items, last
-        if user is not None and positions:
-            last = positions[-1]
-        if exhausted:
+        if len(rows) < step:
             return items, None
     return items, last
 

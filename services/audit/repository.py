@@ -51,6 +51,18 @@ class Head:
 EMPTY = Head(0, GENESIS_HASH)
 
 
+def pack_text(value: str) -> bytes:
+    """``fdb.tuple.pack((value,))`` for a string, several times faster: the append path packs four
+    keys per record. (Type code 0x02, UTF-8 with NUL escaped as 00 ff, then 00.)"""
+    return b"\x02" + value.encode().replace(b"\x00", b"\x00\xff") + b"\x00"
+
+
+def pack_seq(value: int) -> bytes:
+    """``fdb.tuple.pack((value,))`` for an integer 0 <= value < 2**63 (type code 0x14 + byte length, big endian)."""
+    length = (value.bit_length() + 7) // 8
+    return bytes((0x14 + length,)) + value.to_bytes(length, "big")
+
+
 def _key(space: Subspace, *parts: Any) -> bytes:
     key: bytes = space.pack(parts)
     return key
@@ -73,19 +85,19 @@ def append(tx: Transaction, chain: str, events: Sequence[Prepared], recorded_at:
     in_batch: set[str] = set()
     # Tuple encoding concatenates: the chain's prefixes are packed once, not once per key.
     records_prefix, users_prefix, seen_prefix = _key(REC, chain), _key(BY_USER, chain), SEEN.key()
-    pack = fdb.tuple.pack
+    chain_part = pack_text(chain)
     for prepared in events:
-        seen_key = seen_prefix + pack((prepared.event_id,))
+        seen_key = seen_prefix + pack_text(prepared.event_id)
         if prepared.event_id in in_batch or tx.get(seen_key) is not None:
             continue
         in_batch.add(prepared.event_id)
         seq += 1
         record = seal_record(complete(prepared, seq, prev, recorded_at))
-        seq_part = pack((seq,))
+        seq_part = pack_seq(seq)
         tx.set(records_prefix + seq_part, canonical(record))
-        tx.set(seen_key, pack((chain, seq)))
+        tx.set(seen_key, chain_part + seq_part)
         for user in prepared.users:
-            tx.set(users_prefix + pack((user,)) + seq_part, b"")
+            tx.set(users_prefix + pack_text(user) + seq_part, b"")
         prev = record["hash"]
         appended += 1
     if appended:

@@ -92,3 +92,14 @@ def test_secrets_are_scrubbed_and_numbers_made_canonical() -> None:
     event = Event(type="t.x", data={"Password": "p", "x_token": "t", "keep": [1, 2.5, {"secret": 1}]})
     body = prepare(event.model_dump_json().encode()).body
     assert body["details"] == {"keep": [1, "2.5", {}]}
+
+
+def test_the_fast_key_packing_is_the_tuple_layers() -> None:
+    import fdb.tuple
+
+    from services.audit.repository import pack_seq, pack_text
+
+    for number in (0, 1, 255, 256, 65_535, 10**9, 2**63 - 1):
+        assert pack_seq(number) == fdb.tuple.pack((number,))
+    for text in ("", "0f0e-…", "a\x00b", "00000000-0000-0000-0000-000000000000"):
+        assert pack_text(text) == fdb.tuple.pack((text,))
