@@ -9,9 +9,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import nats as nats_client
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nats.js.errors import APIError
 
+from contracts import subjects
 from services.audit import repository as repo
 from services.audit.chain import canonical, seal_record, sign_checkpoint
 from services.audit.verify import main as verify_offline
@@ -40,6 +44,25 @@ async def test_an_intact_chain_verifies_with_its_checkpoints(system: Gateway, na
     assert result["checkpoints_checked"] >= 2  # stored and published copies
     ranged = await verify(system, admin, from_seq=4, to_seq=9)
     assert ranged["ok"] is True and ranged["checked"] == 6
+
+
+async def test_published_checkpoints_cannot_be_deleted_or_purged(system: Gateway, nats: NatsServer) -> None:
+    admin = await _trail(system, nats, extra=3)
+    nc = await nats_client.connect(nats.url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(subjects.AUDIT_CHECKPOINTS_STREAM)
+        assert info.config.deny_delete is True and info.config.deny_purge is True
+        published = await js.get_last_msg(
+            subjects.AUDIT_CHECKPOINTS_STREAM, subjects.audit_checkpoint_subject(admin.tenant_id)
+        )
+        assert orjson.loads(published.data or b"{}")["seq"] == 5
+        with pytest.raises(APIError):
+            await js.delete_msg(subjects.AUDIT_CHECKPOINTS_STREAM, published.seq or 0)
+        with pytest.raises(APIError):
+            await js.purge_stream(subjects.AUDIT_CHECKPOINTS_STREAM)
+    finally:
+        await nc.close()
 
 
 async def test_one_changed_byte_is_reported_at_its_seq(system: Gateway, nats: NatsServer) -> None:
