@@ -42,6 +42,7 @@ _SECRET_SUFFIXES = ("_token", "_password", "_secret")
 _ACTOR_KINDS = frozenset({"human", "agent", "system"})
 _OUTCOMES = frozenset({"success", "failure"})
 _INT64 = 2**63
+DETAILS_MAX_BYTES = 64_000
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -81,6 +82,13 @@ def _uuid(value: Any, name: str, *, optional: bool = True) -> str | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _bounded(details: dict[str, Any]) -> dict[str, Any]:
+    """Details too large for one stored value (FoundationDB: 100 kB) are replaced by their size: a record
+    that can never be written would stop the trail."""
+    size = len(orjson.dumps(details))
+    return details if size <= DETAILS_MAX_BYTES else {"truncated": True, "bytes": size}
 
 
 def _occurred_at(value: Any) -> str | None:
@@ -142,7 +150,7 @@ def prepare(data: bytes) -> Prepared:
         "target": target,
         "outcome": outcome if outcome in _OUTCOMES else "failure",
         "trace_id": _text(event.get("trace_id")),
-        "details": scrub(data_field) if isinstance(data_field, dict) else {"value": scrub(data_field)},
+        "details": _bounded(scrub(data_field) if isinstance(data_field, dict) else {"value": scrub(data_field)}),
     }
     users = []
     if actor["user_id"] is not None:

@@ -103,3 +103,9 @@ def test_the_fast_key_packing_is_the_tuple_layers() -> None:
         assert pack_seq(number) == fdb.tuple.pack((number,))
     for text in ("", "0f0e-…", "a\x00b", "00000000-0000-0000-0000-000000000000"):
         assert pack_text(text) == fdb.tuple.pack((text,))
+
+
+def test_details_too_large_to_store_are_replaced_by_their_size() -> None:
+    event = Event(type="t.x", data={"blob": "x" * 200_000})
+    details = prepare(event.model_dump_json().encode()).body["details"]
+    assert details["truncated"] is True and details["bytes"] > 200_000
