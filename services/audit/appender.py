@@ -143,6 +143,9 @@ class Appender:
             watcher = asyncio.create_task(self._unsubscribe_on_stop(subscription, stop))
             try:
                 await self._consume(subscription, stop)
+            except Exception as error:  # never let the feed die: re-subscribe, replay, go on
+                log.error("audit's event consumer failed (%s); re-subscribing", error, exc_info=error)
+                await asyncio.sleep(1)
             finally:
                 watcher.cancel()
                 with contextlib.suppress(Exception):
@@ -216,8 +219,12 @@ class Appender:
         )
         if not all(results):
             return False
-        for message in batch.messages:
-            await message.ack()
+        try:
+            for message in batch.messages:
+                await message.ack()
+        except Exception as error:
+            # Committed: an event whose ack was lost comes back after ack_wait and is found recorded.
+            log.warning("audit could not acknowledge a committed batch (%s); it will be redelivered", error)
         return True
 
     async def _append_chain(self, chain: str, events: list[Prepared], stop: asyncio.Event) -> bool:
