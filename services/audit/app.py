@@ -39,6 +39,7 @@ def build(settings: AuditSettings) -> Register:
         async def with_bus(stop: asyncio.Event) -> None:
             # Background jobs start once the broker is connected and the streams exist.
             audit.js = ctx.broker.config.connection_state.stream
+            audit.nc = ctx.broker.config.connection_state.connection
             await audit.signer.open_at_start(stop)
             await asyncio.gather(appender.run(stop), checkpoints.run(audit, stop), retention.run(audit, stop))
 

@@ -1,16 +1,16 @@
 """The durable consumer of every domain event: fetch a batch, append it to the tenants' chains, then
 acknowledge it.
 
-Why a raw nats-py pull subscription and not FastStream's subscriber: FastStream's per-message pipeline
-cost about four times nats-py's fetch + ack (STACK-NOTES: ~11,000 vs ~43,000 msg/s), which alone would
-miss 10,000 records/s; and the chain wants the whole batch at once (one transaction per tenant chunk,
-hashes computed in memory), not one handler call per message.
+Why not FastStream's subscriber: its per-message pipeline cost about four times nats-py's fetch + ack
+(STACK-NOTES: ~11,000 vs ~43,000 msg/s), which alone would miss 10,000 records/s, and the chain wants the
+whole batch at once (one transaction per tenant chunk, hashes computed in memory), not one handler call
+per message. Why not nats-py's ``fetch`` either: see ``puller`` (same protocol, a fraction of the cost).
 
 Order and exactly-once:
 - Batches are committed one after the other, in fetch order, each acknowledged once committed; the next
   batch is fetched and read while one commits (two in flight at most).
-- ``max_ack_pending`` = the events in flight, so while they are unacknowledged (a crash) the server hands
-  out nothing newer: after ``ack_wait`` the same events come back first, in order.
+- On every (re)start the events the consumer delivered but never saw acknowledged (a crash, a dropped
+  connection) are read by stream sequence and recorded before anything newer is fetched (``recover``).
 - A commit that fails (store down) is retried here, never nacked, so later events cannot overtake it.
 - A redelivered event finds its "seen" marker, written in the transaction of its record: recorded once.
 """
@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts import audit as api
 from contracts import subjects
 from services.audit import repository as repo
 from services.audit.chain import timestamp
 from services.audit.context import AuditContext
+from services.audit.puller import Puller
 from services.audit.records import NotAnEvent, Prepared, prepare
 
 log = logging.getLogger(__name__)
@@ -113,43 +113,41 @@ class Appender:
             filter_subject=subjects.EVENTS_SUBJECTS[0],
         )
 
+    async def ensure_consumer(self, js: JetStreamContext) -> None:
+        """The durable consumer, created once with ``consumer_config`` (an existing one is left as it is)."""
+        try:
+            await js.consumer_info(subjects.EVENTS_STREAM, api.EVENTS_DURABLE)
+        except NotFoundError:
+            with contextlib.suppress(BadRequestError):  # another process created it just now
+                await js.add_consumer(subjects.EVENTS_STREAM, config=self.consumer_config())
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            js = self.ctx.js
-            if js is None:
+            js, nc = self.ctx.js, self.ctx.nc
+            if js is None or nc is None:
                 await asyncio.sleep(0.1)
                 continue
+            puller = Puller(nc, subjects.EVENTS_STREAM, api.EVENTS_DURABLE)
             try:
-                subscription = await js.pull_subscribe(
-                    subjects.EVENTS_SUBJECTS[0],
-                    durable=api.EVENTS_DURABLE,
-                    stream=subjects.EVENTS_STREAM,
-                    config=self.consumer_config(),
-                )
-            except Exception as error:
-                log.warning("audit cannot bind its event consumer yet (%s); retrying", error)
-                await asyncio.sleep(1)
-                continue
-            try:
+                await self.ensure_consumer(js)
+                await puller.start()
                 await self.recover(js, stop)
             except Exception as error:
-                log.warning("audit could not replay its unacknowledged events yet (%s); retrying", error)
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+                log.warning("audit cannot start its event consumer yet (%s); retrying", error)
+                await puller.stop()
                 await asyncio.sleep(1)
                 continue
-            # Unsubscribed as soon as the service stops: the broker's drain would otherwise wait out
-            # the fetch in flight (up to its drain timeout).
-            watcher = asyncio.create_task(self._unsubscribe_on_stop(subscription, stop))
+            # Unsubscribed as soon as the service stops: the broker's drain would otherwise wait for
+            # the pull request in flight.
+            watcher = asyncio.create_task(self._stop_on(puller, stop))
             try:
-                await self._consume(subscription, stop)
+                await self._consume(puller, stop)
             except Exception as error:  # never let the feed die: re-subscribe, replay, go on
                 log.error("audit's event consumer failed (%s); re-subscribing", error, exc_info=error)
                 await asyncio.sleep(1)
             finally:
                 watcher.cancel()
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+                await puller.stop()
 
     async def recover(self, js: JetStreamContext, stop: asyncio.Event) -> int:
         """Record, in stream order, the events a previous subscription received but never acknowledged
@@ -176,12 +174,11 @@ class Appender:
         return len(bodies)
 
     @staticmethod
-    async def _unsubscribe_on_stop(subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+    async def _stop_on(puller: Puller, stop: asyncio.Event) -> None:
         await stop.wait()
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+        await puller.stop()
 
-    async def _consume(self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+    async def _consume(self, puller: Puller, stop: asyncio.Event) -> None:
         """Two stages: this loop fetches and reads batch N+1 while the writer commits batch N (the commit
         runs on the store's thread, so the two overlap). The writer takes batches in fetch order."""
         batch = self.ctx.settings.audit_fetch_batch
@@ -190,9 +187,9 @@ class Appender:
         try:
             while not stop.is_set() and not writer.done():
                 try:
-                    messages = await subscription.fetch(batch, timeout=FETCH_TIMEOUT_SECONDS)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
+                    messages = await puller.fetch(batch, timeout=FETCH_TIMEOUT_SECONDS)
+                    if not messages:
+                        continue
                 except Exception as error:
                     log.warning("audit could not fetch events (%s); retrying", error)
                     await asyncio.sleep(1)

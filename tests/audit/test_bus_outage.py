@@ -8,8 +8,11 @@ import time
 import uuid
 from pathlib import Path
 
+import nats as nats_client
 import orjson
 
+from contracts import audit as api
+from contracts import subjects
 from services.audit import repository as repo
 from services.audit.chain import ChainVerifier
 from tests.audit.helpers import publish, synthetic
@@ -54,3 +57,33 @@ async def test_a_nats_restart_loses_and_repeats_nothing(nats: NatsServer, tmp_pa
         indexes.append(record["details"]["index"])
     assert verifier.finish().ok
     assert indexes == list(range(600))
+
+
+async def test_events_delivered_but_never_acknowledged_are_recorded_first(nats: NatsServer, tmp_path: Path) -> None:
+    """What a crashed process leaves: 30 events delivered to it, never acknowledged. Without the replay the
+    next process would record the 70 after them first (JetStream hands those out at once and brings the
+    30 back only after ack_wait)."""
+    tenant = str(uuid.uuid4())
+    env = service_env(nats.url, tmp_path / "data")
+    first = await start_audit(env, {"audit_ack_wait_seconds": 2})
+    await first.shutdown()  # the durable consumer exists now
+    await _publish_when_up(nats.url, [synthetic(tenant, None, i) for i in range(100)])
+    nc = await nats_client.connect(nats.url)
+    try:
+        crashed = await nc.jetstream().pull_subscribe(
+            subjects.EVENTS_SUBJECTS[0], durable=api.EVENTS_DURABLE, stream=subjects.EVENTS_STREAM
+        )
+        assert len(await crashed.fetch(30, timeout=5)) == 30
+    finally:
+        await nc.close()
+    running = await start_audit(env, {"audit_ack_wait_seconds": 2})
+    try:
+        deadline = time.monotonic() + 20
+        while (await running.ctx.store.run(lambda tx: repo.head(tx, tenant))).seq < 100:
+            assert time.monotonic() < deadline, "not every event was recorded"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.5)  # the 30 come back after ack_wait: found recorded, not appended again
+        raws = await running.ctx.store.run(lambda tx: repo.records(tx, tenant, 0, 0))
+    finally:
+        await running.shutdown()
+    assert [orjson.loads(raw)["details"]["index"] for raw in raws] == list(range(100))

@@ -26,6 +26,7 @@ from shared.store import open_store
 from tests.support import NatsServer
 
 EVENTS = 5000
+BACKLOG = 3000
 TENANTS = [str(uuid.uuid4()) for _ in range(3)]
 
 
@@ -42,11 +43,11 @@ def _start(nats_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "services.audit"], env=env)
 
 
-async def _publish_all(nats_url: str) -> None:
+async def _publish(nats_url: str, first: int, last: int) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     try:
-        for start in range(0, EVENTS, 250):
+        for start in range(first, last, 250):
             acks = []
             for index in range(start, start + 250):
                 tenant = TENANTS[index % len(TENANTS)]
@@ -77,8 +78,11 @@ async def test_kill_9_while_events_flow_leaves_exactly_every_event_recorded_once
     for config in stream_configs():
         await nc.jetstream().add_stream(config)  # before publishing: the service may not have made them yet
     await nc.close()
+    # A backlog first, so that batches are in flight (fetched, not acknowledged) when the kill comes;
+    # the rest is published while the service is killed and restarted.
+    await _publish(nats.url, 0, BACKLOG)
     process = _start(nats.url, data_dir)
-    publisher = asyncio.create_task(_publish_all(nats.url))
+    publisher = asyncio.create_task(_publish(nats.url, BACKLOG, EVENTS))
     try:
         deadline = time.monotonic() + 60
         while await total() < EVENTS // 5:
