@@ -35,7 +35,7 @@ from contracts.envelope import ErrorBody, ErrorCode
 from contracts.events import Event
 from contracts.identity import Caller
 from services.gateway.buslink import BusLink
-from services.gateway.deps import client_of
+from services.gateway.deps import client_ip, client_of
 from services.gateway.http import ApiError
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
@@ -144,7 +144,7 @@ class LiveSocket:
                 "live socket of user %s (tenant %s, %s) cut: %d messages waiting, the client reads too slowly",
                 self.caller.user_id,
                 self.caller.tenant_id,
-                self.request.remote,
+                client_ip(self.request),
                 self.queue.qsize(),
             )
             self.close(CLOSE_SLOW_CONSUMER, "too slow: the send queue is full")
