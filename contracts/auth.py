@@ -150,6 +150,12 @@ class Login(BusRequest):
     email: Email
     password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX, repr=False)]
     device_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    device_token: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None,
+        repr=False,
+        description="The device_token an earlier successful login of this account returned: the login is then "
+        "held only by the account's own lockout, not by the per-address throttle. An invalid one is ignored.",
+    )
 
 
 class Refresh(BusRequest):
@@ -239,6 +245,10 @@ class TokenPair(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     user: UserPublic
+    device_token: str | None = Field(
+        default=None,
+        description="Login only: send it back on this account's next login from this device (see Login.device_token).",
+    )
 
 
 class Device(BaseModel):

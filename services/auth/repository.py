@@ -13,6 +13,8 @@
     ("auth", "address_failures", ip)                 → AddressFailures
     ("auth", "register_rate", ip)                    → WindowCount (registrations from one address)
     ("auth", "signing_key", created, kid)            → SigningKey
+    ("auth", "device_key", created, kid)             → DeviceKeyRecord (MAC key of device tokens, sealed)
+    ("auth", "tenant_deleting", tenant_id)           → ""        (deletions begun and not yet finished)
     ("auth", "outbox", …)                            → staged events
     ("auth", "outbox_dead_letter", …)                → staged events that could not be decoded
 
@@ -52,6 +54,8 @@ FAILURES = ROOT["failures"]
 ADDRESS_FAILURES = ROOT["address_failures"]
 REGISTER_RATE = ROOT["register_rate"]
 SIGNING_KEY = ROOT["signing_key"]
+DEVICE_KEY = ROOT["device_key"]
+TENANT_DELETING = ROOT["tenant_deleting"]
 OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
@@ -132,6 +136,15 @@ class AuthSessionRecord(BaseModel):
             user_agent=self.user_agent,
             current=self.id == current_session,
         )
+
+
+class DeviceKeyRecord(BaseModel):
+    """The key that signs device tokens, sealed under the key-encryption key like the signing keys."""
+
+    kid: str
+    kek_id: str
+    sealed: str = Field(repr=False)
+    created_at: datetime
 
 
 class RefreshRecord(BaseModel):
@@ -291,3 +304,13 @@ def put_signing_key(tx: Transaction, key: SigningKey) -> None:
 
 def delete_signing_key(tx: Transaction, key: SigningKey) -> None:
     tx.clear(SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)))
+
+
+# Device-token keys, oldest first.
+def device_keys(tx: Transaction) -> list[DeviceKeyRecord]:
+    rows = tx.get_range(DEVICE_KEY.range().start, DEVICE_KEY.range().stop)
+    return [DeviceKeyRecord.model_validate_json(value) for _, value in rows]
+
+
+def put_device_key(tx: Transaction, key: DeviceKeyRecord) -> None:
+    _save(tx, DEVICE_KEY.pack((key.created_at.timestamp(), key.kid)), key)
