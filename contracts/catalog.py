@@ -45,6 +45,10 @@ OPERATIONS: list[Operation] = [
     Operation(auth.GET_TENANT, auth.GetTenant, auth.TenantPublic, "The caller's tenant"),
     Operation(auth.LIST_TENANT_USERS, auth.ListTenantUsers, auth.UserPage, "Users of the caller's tenant"),
     Operation(auth.ADD_TENANT_USER, auth.AddTenantUser, auth.UserPublic, "Add a user to the caller's tenant"),
+    Operation(
+        auth.REMOVE_TENANT_USER, auth.RemoveTenantUser, auth.Revoked, "Remove a user of the caller's tenant (admins)"
+    ),
+    Operation(auth.DELETE_TENANT, auth.DeleteTenant, auth.Revoked, "Delete the caller's tenant and its users (admins)"),
     Operation(session.CREATE, session.CreateSession, session.Session, "Open a workspace session for the caller"),
     Operation(session.LIST, session.ListSessions, session.SessionPage, "A user's sessions, most recent first"),
     Operation(session.GET, session.GetSession, session.Session, "One of the caller's sessions"),
@@ -74,6 +78,18 @@ EVENTS: list[EventChannel] = [
         auth.SessionsRevokedData,
     ),
     EventChannel(auth.PASSWORD_CHANGED, subjects.EVENTS_STREAM, "A user changed their password"),
+    EventChannel(
+        auth.USER_REMOVED,
+        subjects.EVENTS_STREAM,
+        "An admin removed a user from their tenant (their sessions end, their workspace is deprovisioned)",
+        auth.UserRemovedData,
+    ),
+    EventChannel(
+        auth.TENANT_DELETED,
+        subjects.EVENTS_STREAM,
+        "A tenant was deleted with its users: one event per batch of users, the last one marked complete",
+        auth.TenantDeletedData,
+    ),
     EventChannel(session.SESSION_CREATED, subjects.EVENTS_STREAM, "A session was opened", session.SessionEventData),
     EventChannel(
         session.SESSION_UPDATED,

@@ -14,7 +14,6 @@
     ("auth", "register_rate", ip)                    → WindowCount (registrations from one address)
     ("auth", "signing_key", created, kid)            → SigningKey
     ("auth", "device_key", created, kid)             → DeviceKeyRecord (MAC key of device tokens, sealed)
-    ("auth", "tenant_deleting", tenant_id)           → ""        (deletions begun and not yet finished)
     ("auth", "outbox", …)                            → staged events
     ("auth", "outbox_dead_letter", …)                → staged events that could not be decoded
 
@@ -55,7 +54,6 @@ ADDRESS_FAILURES = ROOT["address_failures"]
 REGISTER_RATE = ROOT["register_rate"]
 SIGNING_KEY = ROOT["signing_key"]
 DEVICE_KEY = ROOT["device_key"]
-TENANT_DELETING = ROOT["tenant_deleting"]
 OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
@@ -203,6 +201,33 @@ def tenant_users(
     rows = tx.get_range(begin, space.range().stop, limit=limit + 1)
     users = [user for key, _ in rows[:limit] if (user := get_user(tx, UUID(space.unpack(key)[1]))) is not None]
     return users, rows[limit - 1][0] if len(rows) > limit else None
+
+
+def tenant_user_index(tx: Transaction, tenant_id: UUID, limit: int) -> list[tuple[bytes, UUID]]:
+    """The first ``limit`` entries of a tenant's member index, oldest first: (index key, user id)."""
+    space = TENANT_USER[str(tenant_id)]
+    rows = tx.get_range(space.range().start, space.range().stop, limit=limit)
+    return [(key, UUID(space.unpack(key)[1])) for key, _ in rows]
+
+
+def delete_user(tx: Transaction, user: UserRecord) -> None:
+    """Forget a user whose families were already purged: the record, its email (free to register
+    again), its place in the tenant and its failure count."""
+    email_key = EMAIL.pack((user.email,))
+    if tx.get(email_key) == str(user.id).encode():
+        tx.clear(email_key)
+    tx.clear(TENANT_USER.pack((str(user.tenant_id), user.created_at.timestamp(), str(user.id))))
+    tx.clear(FAILURES.pack((str(user.id),)))
+    for space in (USER_SESSION[str(user.id)], PURGE[str(user.id)]):
+        tx.clear_range(space.range().start, space.range().stop)
+    tx.clear(USER.pack((str(user.id),)))
+
+
+def delete_tenant(tx: Transaction, tenant_id: UUID) -> None:
+    """Forget a tenant whose users were all deleted."""
+    space = TENANT_USER[str(tenant_id)]
+    tx.clear_range(space.range().start, space.range().stop)
+    tx.clear(TENANT.pack((str(tenant_id),)))
 
 
 # Auth sessions and refresh tokens.

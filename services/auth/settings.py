@@ -42,6 +42,9 @@ class AuthSettings(TokenSettings):
         description="A device token (handed out at login) exempts its holder's next logins to that account from the "
         "per-address throttle for this long.",
     )
+    tenant_deletion_batch_users: int = Field(
+        default=100, ge=1, description="Users a tenant deletion removes per store transaction (and names per event)."
+    )
     register_address_limit: int = Field(default=20, description="Sign-ups per address per window.")
     register_address_window_seconds: float = 3600.0
     register_global_limit: int = Field(default=600, description="Sign-ups per minute per auth replica.")
