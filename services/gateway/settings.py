@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -66,7 +67,7 @@ class GatewaySettings(TokenSettings):
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):
-            value = value.split(",")
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
         if isinstance(value, list | tuple):
             return [str(network) for network in parse_networks(str(item) for item in value)]
         return value

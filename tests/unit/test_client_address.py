@@ -118,5 +118,7 @@ def test_settings_parse_comma_separated_cidrs_and_refuse_bad_ones(monkeypatch: p
     monkeypatch.setenv("CODITECT_TRUSTED_PROXIES", "10.0.0.1/8")
     with pytest.raises(ValueError, match="host bits"):
         GatewaySettings()
+    monkeypatch.setenv("CODITECT_TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]')
+    assert GatewaySettings().trusted_proxies == ["10.0.0.0/8", "::1/128"]
     monkeypatch.setenv("CODITECT_TRUSTED_PROXIES", "")
     assert GatewaySettings().trusted_proxies == []
