@@ -2,13 +2,17 @@
 ``POST /files/events``, is stored here.
 
 Driven with nats-py's pull subscription, not a FastStream subscriber: FastStream's per-message
-pipeline cost about four times a raw fetch of batches (STACK-NOTES: ~11,000 vs ~43,000 msg/s), and this is
-the platform's highest-volume path. The loop fetches a batch, dead-letters what can never be stored
-(no workspace in the subject, a body that is not a ``FileChange``) and terms it, writes the rest in
-one transaction (several when it would pass ``ingest_transaction_bytes``), acknowledges only after
-the commit, then publishes the batch's ``file.changed`` events. The next fetch runs while a batch
-commits. A batch that fails is retried message by message, so one message that breaks a transaction
-fails alone; a message still failing on its ``max_deliver``-th delivery is dead-lettered.
+pipeline cost about four times a raw fetch of batches (STACK-NOTES: ~11,000 vs ~43,000 msg/s), and
+this is the platform's highest-volume path. FastStream still publishes the service's events; the
+AsyncAPI document comes from ``contracts/catalog.py``. The consumer has a NATS connection of its own:
+its traffic does not queue behind requests, and stopping it never waits on the broker's drain.
+
+The loop fetches a batch, dead-letters what can never be stored (no workspace in the subject, a body
+that is not a ``FileChange``) and terms it, writes the rest in one transaction (several when it would
+pass ``ingest_transaction_bytes``), acknowledges only after the commit, then publishes the batch's
+``file.changed`` events. The next fetch runs while a batch commits. A batch that fails is retried
+message by message, so one message that breaks a transaction fails alone; a message still failing on
+its ``max_deliver``-th delivery is dead-lettered.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import nats
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -59,9 +64,8 @@ def consumer_config(ctx: FilesContext) -> ConsumerConfig:
     )
 
 
-async def subscribe(ctx: FilesContext) -> JetStreamContext.PullSubscription:
+async def subscribe(ctx: FilesContext, js: JetStreamContext) -> JetStreamContext.PullSubscription:
     """Create the durable consumer if missing (an existing one keeps what an operator set) and bind to it."""
-    js = ctx.js
     try:
         await js.add_consumer(subjects.FILE_EVENTS_STREAM, consumer_config(ctx))
     except BadRequestError as error:
@@ -87,24 +91,54 @@ class Ingestor:
     def __init__(self, ctx: FilesContext) -> None:
         self.ctx = ctx
         self._owners: dict[str, recording.Owner] = {}
+        self._js: JetStreamContext | None = None
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "the ingest connection is not open"
+        return self._js
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; a lost connection or a missing stream is retried, never fatal."""
-        while not stop.is_set():
+        while True:
             try:
-                sub = await subscribe(self.ctx)
-                await self._consume(sub, stop)
+                nc = await nats.connect(
+                    self.ctx.settings.nats_url,
+                    name=f"coditect-{api.SERVICE}-ingest",
+                    connect_timeout=2,
+                    reconnect_time_wait=1,
+                    max_reconnect_attempts=-1,
+                )
+                break
             except Exception as error:
-                log.error("file-event ingest interrupted (%s); resuming in 1s", error)
+                log.error("file-event ingest cannot reach NATS (%s); retrying in 1s", error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+                if stop.is_set():
+                    return
+        self._js = nc.jetstream()
+        try:
+            while not stop.is_set():
+                try:
+                    sub = await subscribe(self.ctx, self.js)
+                    try:
+                        await self._consume(sub, stop)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                except Exception as error:
+                    log.error("file-event ingest interrupted (%s: %s); resuming in 1s", type(error).__name__, error)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            await nc.close()
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         try:
             return await sub.fetch(
                 self.ctx.settings.ingest_batch_size, timeout=self.ctx.settings.ingest_fetch_timeout_seconds
             )
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
             return []
 
     async def _consume(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
@@ -202,7 +236,7 @@ class Ingestor:
             api.DEAD_LETTER_SEQUENCE_HEADER: str(sequence),
         }
         try:
-            await self.ctx.js.publish(
+            await self.js.publish(
                 api.DEAD_LETTER_SUBJECT, msg.data, timeout=5.0, stream=subjects.DEAD_LETTER_STREAM, headers=headers
             )
         except Exception as error:
