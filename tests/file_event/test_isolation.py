@@ -39,6 +39,8 @@ async def test_tenant_a_cannot_read_tenant_b_files_events_or_history(system: Gat
         assert all(e["path"] == "mine.txt" for e in await all_events(system, other))
         status, body, _ = await call(system, "GET", "/files", other, prefix="secret")
         assert status == 200 and body["data"]["items"] == []
+        status, body, _ = await call(system, "GET", "/files", other)
+        assert status == 200 and all(f["path"] == "mine.txt" for f in body["data"]["items"])
         status, body = await get(system, "/files/history", other, path="secret/plan.md")
         assert status == 200 and body["data"]["items"] == []
     assert [e["path"] for e in await all_events(system, a)] == ["mine.txt"]
