@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import orjson
+
 from contracts import file_event as api
 from contracts.events import Actor, Event
 from contracts.provisioning import workspace_id
@@ -41,48 +43,50 @@ def owner_of_subject(subject: str) -> Owner:
 
 
 Item = tuple[Owner, api.FileChange]
-Recorded = dict[Owner, list[api.StoredFileChange]]
+Recorded = dict[Owner, list[api.FileChange]]
 
 
 def record(tx: Transaction, items: list[Item], recorded_at: datetime) -> Recorded:
     """Store the events not stored yet; returns them per owner, in batch order."""
+    stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
+    keys: dict[UUID, repo.WorkspaceKeys] = {}
     files: dict[tuple[UUID, str], api.FileInfo | None] = {}
-    touched: set[tuple[UUID, str]] = set()
+    touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
     recorded: Recorded = {}
 
-    def current(ws: UUID, path: str) -> api.FileInfo | None:
+    def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
         key = (ws, path)
         if key not in files:
-            files[key] = repo.get_file(tx, ws, path)
+            files[key] = repo.get_file(tx, space, path)
         return files[key]
 
-    def update(ws: UUID, info: api.FileInfo) -> None:
+    def update(space: repo.WorkspaceKeys, ws: UUID, info: api.FileInfo) -> None:
         files[(ws, info.path)] = info
-        touched.add((ws, info.path))
+        touched[(ws, info.path)] = space
 
     for owner, change in items:
         ws = owner.workspace_id
-        if repo.seen(tx, ws, change.event_id):
+        space = keys.get(ws) or keys.setdefault(ws, repo.WorkspaceKeys(ws))
+        if repo.seen(tx, space, change.event_id):
             continue
-        stored = api.StoredFileChange.model_construct(**dict(change), recorded_at=recorded_at)
-        repo.append(tx, ws, stored)
+        repo.append(tx, space, change, stamp)
         if change.kind == "moved":
             assert change.old_path is not None
-            origin = current(ws, change.old_path)
-            update(ws, metadata.moved_to(origin, current(ws, change.path), change))
+            origin = current(space, ws, change.old_path)
+            update(space, ws, metadata.moved_to(origin, current(space, ws, change.path), change))
             if change.old_path != change.path:
-                update(ws, metadata.moved_from(origin, change))
+                update(space, ws, metadata.moved_from(origin, change))
         else:
-            update(ws, metadata.changed(current(ws, change.path), change))
-        recorded.setdefault(owner, []).append(stored)
-    for ws, path in touched:
-        info = files[(ws, path)]
+            update(space, ws, metadata.changed(current(space, ws, change.path), change))
+        recorded.setdefault(owner, []).append(change)
+    for key, space in touched.items():
+        info = files[key]
         assert info is not None
-        repo.put_file(tx, ws, info)
+        repo.put_file(tx, space, info)
     return recorded
 
 
-def file_changed(owner: Owner, changes: list[api.StoredFileChange]) -> Event:
+def file_changed(owner: Owner, changes: list[api.FileChange]) -> Event:
     """The one ``file.changed`` of a workspace for a committed batch: counts, actors and a sample."""
     actors = list(dict.fromkeys(change.actor for change in changes))
     sample = changes[: api.CHANGED_SAMPLE_MAX]

@@ -48,32 +48,69 @@ def micros(at: datetime) -> int:
     return (at - _EPOCH) // _MICROSECOND
 
 
-def seen(tx: Transaction, ws: UUID, event_id: UUID) -> bool:
-    return tx.get(SEEN.pack((ws, event_id))) is not None
+def _uuid(value: UUID) -> bytes:
+    return b"\x30" + value.bytes
 
 
-def append(tx: Transaction, ws: UUID, change: api.StoredFileChange) -> int:
-    """Write one new event: marker, log entry and history entries. Returns its size in bytes."""
+def _str(value: str) -> bytes:
+    return _STRING_CODE + value.encode().replace(b"\x00", b"\x00\xff") + b"\x00"
+
+
+def _int(value: int) -> bytes:
+    if 0 < value < 1 << 64:
+        length = (value.bit_length() + 7) // 8
+        return bytes((0x14 + length,)) + value.to_bytes(length, "big")
+    packed: bytes = fdb.tuple.pack((value,))
+    return packed
+
+
+class WorkspaceKeys:
+    """The tuple-layer keys of one workspace, encoded by hand from prefixes computed once: the ingest
+    path writes four keys per event, and the pure-Python tuple packer cost more than the writes
+    (``tests/file_event/test_keys.py`` pins them to ``fdb.tuple``'s encoding)."""
+
+    def __init__(self, ws: UUID) -> None:
+        self.seen: bytes = SEEN.pack((ws,))
+        self.log: bytes = LOG.pack((ws,))
+        self.hist: bytes = HIST.pack((ws,))
+        self.file: bytes = FILE.pack((ws,))
+
+    def seen_key(self, event_id: UUID) -> bytes:
+        return self.seen + _uuid(event_id)
+
+    def log_key(self, at: int, event_id: UUID) -> bytes:
+        return self.log + _int(at) + _uuid(event_id)
+
+    def hist_key(self, path: str, at: int, event_id: UUID) -> bytes:
+        return self.hist + _str(path) + _int(at) + _uuid(event_id)
+
+    def file_key(self, path: str) -> bytes:
+        return self.file + _str(path)
+
+
+def seen(tx: Transaction, keys: WorkspaceKeys, event_id: UUID) -> bool:
+    return tx.get(keys.seen_key(event_id)) is not None
+
+
+def append(tx: Transaction, keys: WorkspaceKeys, change: api.FileChange, recorded_at: bytes) -> None:
+    """Write one new event: marker, log entry (the change as received, with ``recorded_at``: an ISO
+    time as JSON, spliced in) and history entries."""
     at = micros(change.occurred_at)
-    value = change.model_dump_json(exclude_none=True).encode()
-    log_key = LOG.pack((ws, at, change.event_id))
-    tx.set(SEEN.pack((ws, change.event_id)), fdb.tuple.pack((at,)))
-    tx.set(log_key, value)
-    tx.set(HIST.pack((ws, change.path, at, change.event_id)), b"")
-    size = len(value) + 2 * len(log_key) + 40
+    value = change.model_dump_json(exclude_none=True).encode()[:-1] + b',"recorded_at":' + recorded_at + b"}"
+    tx.set(keys.seen_key(change.event_id), _int(at))
+    tx.set(keys.log_key(at, change.event_id), value)
+    tx.set(keys.hist_key(change.path, at, change.event_id), b"")
     if change.old_path is not None:
-        tx.set(HIST.pack((ws, change.old_path, at, change.event_id)), b"")
-        size += len(log_key) + len(change.old_path)
-    return size
+        tx.set(keys.hist_key(change.old_path, at, change.event_id), b"")
 
 
-def get_file(tx: Transaction, ws: UUID, path: str) -> api.FileInfo | None:
-    raw = tx.get(FILE.pack((ws, path)))
+def get_file(tx: Transaction, keys: WorkspaceKeys, path: str) -> api.FileInfo | None:
+    raw = tx.get(keys.file_key(path))
     return None if raw is None else api.FileInfo.model_validate_json(raw)
 
 
-def put_file(tx: Transaction, ws: UUID, info: api.FileInfo) -> None:
-    tx.set(FILE.pack((ws, info.path)), info.model_dump_json(exclude_none=True).encode())
+def put_file(tx: Transaction, keys: WorkspaceKeys, info: api.FileInfo) -> None:
+    tx.set(keys.file_key(info.path), info.model_dump_json(exclude_none=True).encode())
 
 
 def _log_entry(tx: Transaction, ws: UUID, at: int, event_id: UUID) -> api.StoredFileChange | None:
