@@ -142,17 +142,29 @@ class Ingestor:
             return []
 
     async def _consume(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+        """Fetch ahead, and handle up to ``ingest_concurrency`` batches at once: one batch's transaction
+        function runs on the loop while the store commits the previous one."""
         fetching = asyncio.create_task(self._fetch(sub))
+        handling: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
                 msgs = await fetching
-                fetching = asyncio.create_task(self._fetch(sub))  # the next batch arrives while this one commits
+                fetching = asyncio.create_task(self._fetch(sub))
                 if msgs:
-                    await self.handle(msgs)
+                    handling.add(asyncio.create_task(self.handle(msgs)))
+                if len(handling) >= self.ctx.settings.ingest_concurrency:
+                    done, handling = await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # a lost connection ends this subscription; run() resubscribes
         finally:
             fetching.cancel()
             with contextlib.suppress(BaseException):
                 await fetching
+            if handling:
+                await asyncio.wait(handling)
+                for task in handling:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.warning("a batch ended with %s; its messages come back", task.exception())
 
     async def handle(self, msgs: list[Msg]) -> None:
         """One fetched batch: dead-letter the unreadable, store the rest, acknowledge what committed."""

@@ -14,6 +14,12 @@ class FileEventSettings(CommonSettings):
     ingest_fetch_timeout_seconds: float = Field(
         default=0.5, gt=0, description="How long a fetch waits for a full batch before taking what came."
     )
+    ingest_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Fetched batches handled at once (a batch's transaction runs while the previous one commits).",
+    )
     ingest_transaction_bytes: int = Field(
         default=4_000_000,
         ge=10_000,
