@@ -46,6 +46,11 @@ def workspace_relative(value: str) -> str:
     return "/".join(segments)
 
 
+def as_utc(value: datetime) -> datetime:
+    """A time without a zone is taken as UTC, so every stored time compares with every other."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 WorkspaceRelativePath = Annotated[
     str,
     AfterValidator(workspace_relative),
@@ -80,7 +85,9 @@ class FileChange(BaseModel):
         default="user", description="user, or the name of the AI agent or tool that made the change."
     )
     attribution: Attribution | None = None
-    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    occurred_at: Annotated[datetime, AfterValidator(as_utc)] = Field(
+        default_factory=lambda: datetime.now(UTC), description="When it happened; without a zone, UTC."
+    )
 
     @model_validator(mode="after")
     def _moved_names_its_origin(self) -> FileChange:

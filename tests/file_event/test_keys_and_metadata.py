@@ -86,3 +86,10 @@ def test_a_batch_splits_under_the_transaction_bound_and_never_leaves_one_out() -
     assert [i for run in runs for i in run] == items
     assert all(sum(2 * len(i.msg.data) + 400 for i in run) <= 20_000 for run in runs if len(run) > 1)
     assert runs[-1] == [items[-1]]  # bigger than the bound alone: a transaction of its own
+
+
+def test_a_time_without_a_zone_is_utc_so_times_always_compare() -> None:
+    naive = api.FileChange.model_validate({"path": "a", "kind": "created", "occurred_at": "2026-11-25T12:00:00"})
+    aware = _change("a", "modified", 1)
+    assert naive.occurred_at == T0
+    assert metadata.changed(metadata.changed(None, naive), aware).versions == 2
