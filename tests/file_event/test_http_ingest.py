@@ -3,6 +3,7 @@ by the same consumer; a bad event makes the whole request 422, naming every bad 
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from tests.file_event.helpers import all_events, call, change, consumed, get, new_user
@@ -72,3 +73,14 @@ async def test_batch_limits_and_bad_queries_are_4xx(system: Gateway) -> None:
     assert status == 422, body
     status, body, _ = await call(system, "GET", "/files")
     assert status == 401, body
+
+
+async def test_a_stopped_file_event_service_is_a_fast_503(system: Gateway) -> None:
+    user = await new_user(system)
+    await system.services["file_event"].shutdown()
+    started = time.monotonic()
+    status, body, _ = await call(system, "POST", "/files/events", user, {"events": [change("a.txt")]})
+    assert (status, body["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
+    status, body, _ = await call(system, "GET", "/files", user)
+    assert status == 503, body
+    assert time.monotonic() - started < 2.0

@@ -3,6 +3,7 @@ time order, with the current metadata and history of every path, and dead-letter
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -199,3 +200,41 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliver(s
     letters = await dead_letters(system.services["file_event"].ctx.settings.nats_url)
     assert [orjson.loads(body)["event_id"] for body, _ in letters] == [poisoned["event_id"]]
     assert "failed" in letters[0][1][api.DEAD_LETTER_REASON_HEADER]
+
+
+async def test_a_store_outage_pauses_ingest_without_losing_or_dead_lettering(system: Gateway) -> None:
+    """max_deliver is 3 here: an outage longer than three redeliveries must not spend them all."""
+    from shared.store import StoreUnavailable
+
+    user = await new_user(system)
+    ctx = files_ctx(system)
+    store = ctx.store
+    real_run, real_check = store.run, store.check
+    down = True
+
+    async def run(fn):  # type: ignore[no-untyped-def]
+        if down:
+            raise StoreUnavailable("the store is down (test)")
+        return await real_run(fn)
+
+    async def check() -> None:
+        if down:
+            raise StoreUnavailable("the store is down (test)")
+        await real_check()
+
+    store.run, store.check = run, check  # type: ignore[method-assign]
+    try:
+        events = [change(f"outage/{i}.txt", second=i) for i in range(20)]
+        nc = await connect(system)
+        try:
+            await publish(nc, subject_of(user), events)
+        finally:
+            await nc.close()
+        await asyncio.sleep(2.0)  # twenty retry delays of the test settings
+        assert ctx.stats.stored == 0 and ctx.stats.dead_lettered == 0
+        down = False
+        await consumed(system, 20)
+    finally:
+        store.run, store.check = real_run, real_check  # type: ignore[method-assign]
+    assert ctx.stats.dead_lettered == 0
+    assert len(await all_events(system, user)) == 20
