@@ -97,6 +97,7 @@ async def test_a_batch_published_twice_with_fresh_message_ids_is_stored_once(sys
     nc = await connect(system)
     try:
         await publish(nc, subject_of(user), events)
+        await publish(nc, subject_of(user), events)  # inside the duplicate window: JetStream drops these
         await consumed(system, 30)
         # A monitor restarted past the duplicate window re-sends: new Nats-Msg-Ids, the same event ids.
         await publish(nc, subject_of(user), events, msg_ids=False)
