@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from contracts import auth, session, subjects
+from contracts import auth, file_event, session, subjects
 from contracts.envelope import Reply
 from contracts.events import Event
 from contracts.health import Ping, Pong
@@ -56,6 +56,15 @@ OPERATIONS: list[Operation] = [
     Operation(session.DELETE, session.DeleteSession, None, "Delete one of the caller's sessions"),
     Operation(session.FORK, session.ForkSession, session.Session, "A new session branching from one of the caller's"),
     Operation(session.TOUCH, session.TouchSession, session.Session, "Record an access to a session"),
+    Operation(
+        file_event.INGEST,
+        file_event.IngestFileEvents,
+        file_event.Accepted,
+        "Put the caller's file changes on the file stream (on their workspace's subject)",
+    ),
+    Operation(file_event.LIST_EVENTS, file_event.ListFileEvents, file_event.FileEventPage, "The caller's file events"),
+    Operation(file_event.LIST_FILES, file_event.ListFiles, file_event.FilePage, "The caller's current files"),
+    Operation(file_event.HISTORY, file_event.FileHistory, file_event.FileEventPage, "One path's events"),
 ]
 
 EVENTS: list[EventChannel] = [
@@ -99,6 +108,12 @@ EVENTS: list[EventChannel] = [
     ),
     EventChannel(session.SESSION_FORKED, subjects.EVENTS_STREAM, "A session was forked", session.SessionEventData),
     EventChannel(session.SESSION_DELETED, subjects.EVENTS_STREAM, "A session was deleted", session.SessionEventData),
+    EventChannel(
+        file_event.FILE_CHANGED,
+        subjects.EVENTS_STREAM,
+        "Files of a workspace changed: one per workspace per committed ingest batch (live push and audit)",
+        file_event.FileChangedData,
+    ),
 ]
 
 ENVELOPE = Reply

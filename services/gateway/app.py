@@ -16,6 +16,7 @@ from services.gateway.deps import BUS_KEY, CLIENT_ADDRESS_KEY, SETTINGS_KEY
 from services.gateway.edge import NO_ROUTE, VERIFIER_KEY, edge_for
 from services.gateway.openapi import OPENAPI_KEY, build_openapi
 from services.gateway.routes import auth as auth_routes
+from services.gateway.routes import files as file_routes
 from services.gateway.routes import ops
 from services.gateway.routes import sessions as session_routes
 from services.gateway.routing import Route
@@ -30,7 +31,7 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *live.ROUTES]
+    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *file_routes.ROUTES, *live.ROUTES]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:

@@ -29,6 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from contracts import file_event as file_contract
 from contracts import session as session_contract
 from contracts import subjects
 from contracts.envelope import ErrorBody, ErrorCode
@@ -81,6 +82,7 @@ PUSHED: dict[str, OwnerOf] = {
     session_contract.SESSION_UPDATED: owner_in_data,
     session_contract.SESSION_FORKED: owner_in_data,
     session_contract.SESSION_DELETED: owner_in_data,
+    file_contract.FILE_CHANGED: owner_in_data,
 }
 
 
