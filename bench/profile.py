@@ -2,8 +2,9 @@
 
     python -m bench.profile health gateway          # TARGET PROCESS [SECONDS]
     python -m bench.profile users-me auth 10
+    python -m bench.profile session-create session  # where POST /sessions goes in the session service
 
-TARGET: health, ping, whoami, users-me; PROCESS: gateway, auth. Starts the system like
+TARGET: health, ping, whoami, users-me, session-read, session-create; PROCESS: gateway, auth, session. Starts the system like
 ``bench.run``, loads TARGET with wrk at 64 connections, samples PROCESS with py-spy (``uv pip install
 py-spy``; not a project dependency) and prints the share of busy samples per group and the top
 frames. Idle waits (the event loop's poll, idle pool threads) are left out.
@@ -24,9 +25,18 @@ from pathlib import Path
 import psutil
 
 from bench.loadgen import RequestSpec, run_load
-from bench.system import System, register_and_login
+from bench.system import System, call_json, register_and_login
 
-PATHS = {"health": "/health", "ping": "/ping/auth", "whoami": "/auth/whoami", "users-me": "/users/me"}
+PATHS = {
+    "health": "/health",
+    "ping": "/ping/auth",
+    "whoami": "/auth/whoami",
+    "users-me": "/users/me",
+    "session-read": "/sessions/{id}",
+    "session-create": "/sessions",
+}
+AUTHENTICATED = ("whoami", "users-me", "session-read", "session-create")
+PROCESSES = ("gateway", "auth", "session")
 IDLE = ("web.py:502", "runners.py:118", "thread.py:81", "uvloop/__init__.py")
 GROUPS = [
     ("socket writes (HTTP responses, NATS)", ("StreamWriter._writelines", "StreamWriter.writelines")),
@@ -34,6 +44,7 @@ GROUPS = [
         "embedded store and its thread hop",
         ("shared/store/", "concurrent/futures/", "threading.py", "asyncio/futures.py"),
     ),
+    ("outbox (events published after commit)", ("shared/outbox.py",)),
     ("nats-py (protocol, request/reply)", ("nats/", "asyncio/tasks.py", "asyncio/queues.py", "secrets.py")),
     ("aiohttp (parse, route, response)", ("aiohttp/", "multidict", "yarl")),
     (
@@ -54,7 +65,7 @@ def group_of(frame: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in PATHS or argv[1] not in ("gateway", "auth"):
+    if len(argv) < 2 or argv[0] not in PATHS or argv[1] not in PROCESSES:
         print(__doc__, file=sys.stderr)
         return 2
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -66,17 +77,27 @@ def main(argv: list[str]) -> int:
     system = System()
     try:
         system.start()
-        headers = {}
-        if target in ("whoami", "users-me"):
+        headers: dict[str, str] = {}
+        path = PATHS[target]
+        if target in AUTHENTICATED:
             token = register_and_login(system.base, f"bench-profile-{secrets.token_hex(4)}@example.com", "bench-pw-123")
             headers = {"Authorization": f"Bearer {token}"}
+        if target == "session-read":
+            status, created = call_json("POST", f"{system.base}/sessions", {"name": "profile"}, token=token)
+            if status != 201:
+                raise RuntimeError(f"POST /sessions answered {status}: {created}")
+            path = path.format(id=created["data"]["id"])
         assert system.process is not None
         pid = next(
             child.pid
             for child in psutil.Process(system.process.pid).children(recursive=True)
             if f"services.{process_name}" in " ".join(child.cmdline())
         )
-        spec = RequestSpec(f"{system.base}{PATHS[target]}", headers=headers)
+        if target == "session-create":
+            headers = {**headers, "Content-Type": "application/json"}
+            spec = RequestSpec(f"{system.base}{path}", method="POST", headers=headers, body={"name": "profile"})
+        else:
+            spec = RequestSpec(f"{system.base}{path}", headers=headers)
         load = threading.Thread(target=run_load, args=([spec],), kwargs={"connections": 64, "duration": seconds + 3})
         load.start()
         with tempfile.TemporaryDirectory() as tmp:

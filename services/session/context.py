@@ -3,17 +3,21 @@ all stage (one shape for the four types, in the transaction of the change)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from contracts import session as api
 from contracts.events import Actor, Event
 from contracts.identity import BusRequest
 from services.session.settings import SessionSettings
 from shared.errors import caller_of
-from shared.outbox import Outbox
+from shared.outbox import Outbox, Staged
 from shared.store import Store, Transaction
 from shared.telemetry import current_trace_id
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -53,5 +57,11 @@ class SessionContext:
         """Stage an event in the outbox of this transaction."""
         self.outbox.stage(tx, session_event(type_, session, actor))
 
-    async def publish_staged(self) -> None:
-        await self.outbox.publish_soon(self.settings.publish_after_commit_seconds)
+    async def transact(self, fn: Callable[[Transaction], T]) -> tuple[T, Staged]:
+        """Run a transaction that stages events: its result and the events its committed attempt staged."""
+        return await self.outbox.transact(fn)
+
+    async def publish_staged(self, staged: Staged | None = None) -> None:
+        """After a commit: publish what it staged, from memory (without ``staged``: whatever the outbox
+        holds, read back). The change is committed whatever happens here."""
+        await self.outbox.publish_soon(self.settings.publish_after_commit_seconds, staged)

@@ -1,5 +1,6 @@
 """The use cases of workspace sessions: each reads and changes one session in one transaction, with
-its events staged in the same transaction and published after the commit."""
+its events staged in the same transaction and published after the commit, from memory (the outbox
+reads rows back only for what a request could not send)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ async def create(ctx: SessionContext, message: api.CreateSession) -> api.Session
         repo.insert(tx, record)
         ctx.stage(tx, api.SESSION_CREATED, record, actor)
 
-    await ctx.store.run(insert)
-    await ctx.publish_staged()
+    _, staged = await ctx.transact(insert)
+    await ctx.publish_staged(staged)
     return record.public()
 
 
@@ -104,8 +105,8 @@ async def update(ctx: SessionContext, message: api.UpdateSession) -> api.Session
         ctx.stage(tx, api.SESSION_UPDATED, after, actor)
         return after
 
-    record = await ctx.store.run(apply)
-    await ctx.publish_staged()
+    record, staged = await ctx.transact(apply)
+    await ctx.publish_staged(staged)
     return record.public()
 
 
@@ -120,8 +121,8 @@ async def delete(ctx: SessionContext, message: api.DeleteSession) -> None:
         repo.remove(tx, record)
         ctx.stage(tx, api.SESSION_DELETED, record, actor)
 
-    await ctx.store.run(remove)
-    await ctx.publish_staged()
+    _, staged = await ctx.transact(remove)
+    await ctx.publish_staged(staged)
 
 
 async def fork(ctx: SessionContext, message: api.ForkSession) -> api.Session:
@@ -144,8 +145,8 @@ async def fork(ctx: SessionContext, message: api.ForkSession) -> api.Session:
         ctx.stage(tx, api.SESSION_FORKED, child, actor)
         return child
 
-    record = await ctx.store.run(insert)
-    await ctx.publish_staged()
+    record, staged = await ctx.transact(insert)
+    await ctx.publish_staged(staged)
     return record.public()
 
 
