@@ -4,7 +4,8 @@
     python -m bench.profile users-me auth 10
     python -m bench.profile session-create session  # where POST /sessions goes in the session service
 
-TARGET: health, ping, whoami, users-me, session-read, session-create; PROCESS: gateway, auth, session. Starts the system like
+TARGET: health, ping, whoami, users-me, session-read, session-create; PROCESS: gateway, auth, session.
+Starts the system like
 ``bench.run``, loads TARGET with wrk at 64 connections, samples PROCESS with py-spy (``uv pip install
 py-spy``; not a project dependency) and prints the share of busy samples per group and the top
 frames. Idle waits (the event loop's poll, idle pool threads) are left out.

@@ -99,18 +99,22 @@ class Outbox:
         result = await self.store.run(attempt)
         return result, attempts[-1].staged  # the store returns after the attempt that committed
 
-    async def publish(self, staged: Staged) -> None:
+    async def publish(self, staged: Staged, *, wait_for_clear: bool = True) -> None:
         """Publish events a committed transaction staged, from memory, then clear their rows: no
         read-back. The events are sent together and their acks awaited together (one round trip to
         JetStream, not one per event); a row is cleared only once its event's ack came. A row this
         leaves (the bus failed) is delivered by the loop; one both send is a duplicate JetStream drops
-        by its ``Nats-Msg-Id``. Raises the first failure, after clearing what did go out."""
+        by its ``Nats-Msg-Id``. Raises the first failure, after clearing what did go out. Without
+        ``wait_for_clear`` it returns once the acks came and the clear commits behind it (a request
+        need not wait: a row a crash leaves is re-published, and dropped as a duplicate by id)."""
         if not staged:
             return
         outcomes = await self._publish_all([event for _, event in staged])
         published = [key for (key, _), outcome in zip(staged, outcomes, strict=True) if outcome is None]
         if published:
-            await self._clear_soon(published)
+            cleared = self._queue_clear(published)
+            if wait_for_clear:
+                await asyncio.shield(cleared)
         for outcome in outcomes:
             if outcome is not None:
                 raise outcome
@@ -130,10 +134,10 @@ class Outbox:
                 raise result  # cancellation and the like are not a publish failure
         return [result if isinstance(result, Exception) else None for result in results]
 
-    async def _clear_soon(self, keys: list[bytes]) -> None:
+    def _queue_clear(self, keys: list[bytes]) -> asyncio.Future[None]:
         """Clear published rows, sharing one transaction with every other request's rows that arrive
         while a clear is running (the requests of a busy service: one commit for many, not one
-        each). Returns once these keys' transaction committed."""
+        each). The future is done once these keys' transaction committed."""
         self._to_clear.extend(keys)
         if self._next_clear is None:
             self._next_clear = asyncio.get_running_loop().create_future()
@@ -141,7 +145,7 @@ class Outbox:
         waiting = self._next_clear
         if self._clearer is None:
             self._clearer = asyncio.create_task(self._clear_queued())
-        await asyncio.shield(waiting)
+        return waiting
 
     async def _clear_queued(self) -> None:
         try:
@@ -189,7 +193,7 @@ class Outbox:
         """After a commit: publish what it staged (from memory; without ``staged``, whatever the
         outbox holds), for ``within`` seconds at most. The change is committed whatever happens
         here; what is not out in time, the background loop delivers."""
-        sending = self.publish(staged) if staged is not None else self.flush()
+        sending = self.publish(staged, wait_for_clear=False) if staged is not None else self.flush()
         try:
             await asyncio.wait_for(asyncio.shield(sending), within)
         except TimeoutError:
