@@ -3,10 +3,13 @@ all stage (one shape for the four types, in the transaction of the change)."""
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
+from uuid import UUID
 
 from contracts import session as api
 from contracts.events import Actor, Event
@@ -52,6 +55,19 @@ class SessionContext:
     store: Store
     outbox: Outbox
     settings: SessionSettings
+    # One quota-checking transaction per user at a time in this process: they all read the user's
+    # active-session counter, so concurrent ones would conflict and retry (all but one per commit
+    # batch); queued here they commit one after another without wasted attempts. Replicas still
+    # meet in the store, which keeps the quota exact either way.
+    _quota_locks: weakref.WeakValueDictionary[tuple[UUID, UUID], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    def quota_lock(self, tenant_id: UUID, user_id: UUID) -> asyncio.Lock:
+        lock = self._quota_locks.get((tenant_id, user_id))
+        if lock is None:
+            lock = self._quota_locks[(tenant_id, user_id)] = asyncio.Lock()
+        return lock
 
     def stage(self, tx: Transaction, type_: str, session: api.Session, actor: Actor) -> None:
         """Stage an event in the outbox of this transaction."""

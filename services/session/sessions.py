@@ -44,7 +44,8 @@ async def create(ctx: SessionContext, message: api.CreateSession) -> api.Session
         repo.insert(tx, record)
         ctx.stage(tx, api.SESSION_CREATED, record, actor)
 
-    _, staged = await ctx.transact(insert)
+    async with ctx.quota_lock(caller.tenant_id, caller.user_id):
+        _, staged = await ctx.transact(insert)
     await ctx.publish_staged(staged)
     return record.public()
 
@@ -145,7 +146,8 @@ async def fork(ctx: SessionContext, message: api.ForkSession) -> api.Session:
         ctx.stage(tx, api.SESSION_FORKED, child, actor)
         return child
 
-    record, staged = await ctx.transact(insert)
+    async with ctx.quota_lock(caller.tenant_id, caller.user_id):
+        record, staged = await ctx.transact(insert)
     await ctx.publish_staged(staged)
     return record.public()
 
