@@ -140,9 +140,7 @@ async def test_a_deleted_tenant_ends_every_session_in_batches_once(
     ids += await _insert_many(ctx, admin.tenant_id, unlisted, 5, past)
     # Some of the admin's already ended, before: they are skipped, not ended twice.
     already = ids[:4]
-    await asyncio.gather(
-        *(call(system, "PATCH", f"/sessions/{i}", admin, {"status": "terminated"}) for i in already)
-    )
+    await asyncio.gather(*(call(system, "PATCH", f"/sessions/{i}", admin, {"status": "terminated"}) for i in already))
     stranger_ids = await _insert_many(ctx, stranger.tenant_id, stranger.id, 3, past)
 
     transactions = 0
