@@ -14,6 +14,7 @@ from uuid import UUID
 from contracts import session as api
 from contracts.events import Actor, Event
 from contracts.identity import BusRequest
+from services.session.creates import CreateBatcher
 from services.session.settings import SessionSettings
 from shared.errors import caller_of
 from shared.outbox import Outbox, Staged
@@ -55,13 +56,23 @@ class SessionContext:
     store: Store
     outbox: Outbox
     settings: SessionSettings
-    # One quota-checking transaction per user at a time in this process: they all read the user's
+    # One quota-checking transaction per user at a time in this process (forks, resumes; creates are
+    # batched by ``creates``, one batch at a time): they all read the user's
     # active-session counter, so concurrent ones would conflict and retry (all but one per commit
     # batch); queued here they commit one after another without wasted attempts. Replicas still
     # meet in the store, which keeps the quota exact either way.
     _quota_locks: weakref.WeakValueDictionary[tuple[UUID, UUID], asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
+
+    creates: CreateBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.creates = CreateBatcher(
+            self.outbox,
+            lambda: self.settings.max_active_sessions_per_user,
+            self.settings.publish_after_commit_seconds,
+        )
 
     def quota_lock(self, tenant_id: UUID, user_id: UUID) -> asyncio.Lock:
         lock = self._quota_locks.get((tenant_id, user_id))

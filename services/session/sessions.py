@@ -13,7 +13,7 @@ from contracts.events import Actor
 from contracts.identity import Caller
 from services.session import repository as repo
 from services.session import rules
-from services.session.context import SessionContext, caller_actor, utcnow
+from services.session.context import SessionContext, caller_actor, session_event, utcnow
 from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
@@ -32,21 +32,13 @@ def _ensure_quota(ctx: SessionContext, tx: Transaction, caller: Caller) -> None:
 
 
 async def create(ctx: SessionContext, message: api.CreateSession) -> api.Session:
-    """Open a new active session for the caller (counts toward the quota)."""
+    """Open a new active session for the caller (counts toward the quota). Committed together with
+    the creates that arrive meanwhile (``creates.CreateBatcher``): one transaction for many."""
     caller = caller_of(message)
-    actor = caller_actor(message)
     record = rules.new_session(
         repo.SessionRecord, caller, name=message.name, workspace_path=message.workspace_path, now=utcnow()
     )
-
-    def insert(tx: Transaction) -> None:
-        _ensure_quota(ctx, tx, caller)
-        repo.insert(tx, record)
-        ctx.stage(tx, api.SESSION_CREATED, record, actor)
-
-    async with ctx.quota_lock(caller.tenant_id, caller.user_id):
-        _, staged = await ctx.transact(insert)
-    await ctx.publish_staged(staged)
+    await ctx.creates.create(record, session_event(api.SESSION_CREATED, record, caller_actor(message)))
     return record.public()
 
 
