@@ -4,6 +4,7 @@ reads rows back only for what a request could not send)."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from uuid import UUID
 
@@ -98,7 +99,10 @@ async def update(ctx: SessionContext, message: api.UpdateSession) -> api.Session
         ctx.stage(tx, api.SESSION_UPDATED, after, actor)
         return after
 
-    record, staged = await ctx.transact(apply)
+    # A resume reads the quota counter: queued per user like forks (see ``SessionContext.quota_lock``).
+    resuming = message.status == "active"
+    async with ctx.quota_lock(caller.tenant_id, caller.user_id) if resuming else contextlib.nullcontext():
+        record, staged = await ctx.transact(apply)
     await ctx.publish_staged(staged)
     return record.public()
 
