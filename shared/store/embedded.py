@@ -304,6 +304,7 @@ class EmbeddedStore:
         self._writer: threading.Thread | None = None
         self._closed = False
         self.checkpoints = 0
+        self.commit_batches = 0  # COMMITs by this process's writer (group commit: many transactions each)
         self.last_checkpoint_at = time.monotonic()
         # The WAL's content in pages (frames since its last reset, as SQLite's WAL hook reports after
         # each commit), not its file's size: the file keeps its size when SQLite starts the WAL over,
@@ -525,6 +526,7 @@ class EmbeddedStore:
                 conn.execute(f"RELEASE c{index}")
                 committed.append(commit)
             conn.execute("COMMIT")
+            self.commit_batches += 1
         except BaseException:
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
