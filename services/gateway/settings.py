@@ -62,6 +62,12 @@ class GatewaySettings(TokenSettings):
     live_max_client_message_bytes: int = Field(
         default=16_384, ge=1024, description="Largest message a client may send (its auth message); larger is 1009."
     )
+    live_max_unauthenticated_sockets: int = Field(
+        default=256,
+        ge=1,
+        description="Sockets waiting for their auth message at once on one gateway; beyond it a new socket "
+        "without ?access_token= is refused (503) before the upgrade.",
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
