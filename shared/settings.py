@@ -14,6 +14,16 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_seed_file: Path | None = Field(
+        default=None,
+        description="This process's NATS nkey seed (a 0600 file; ./dev up creates one per identity under "
+        "<data>/bus). Without it the process connects anonymously and says so once.",
+    )
+    caller_public_key: str | None = Field(
+        default=None,
+        description="The gateway's caller-assertion public key (base64url Ed25519). When set, a request's "
+        "caller is believed only with a valid assertion by that key.",
+    )
     data_dir: Path = Path("data")
     fdb_cluster_file: Path | None = Field(
         default=None,
