@@ -111,8 +111,14 @@ class CallerUnverified(Exception):
 class CallerVerifier:
     """A service's side: checks an assertion against the request's caller."""
 
-    def __init__(self, public_text: str) -> None:
-        self._key = Ed25519PublicKey.from_public_bytes(_unb64(public_text.strip()))
+    def __init__(self, public_texts: str) -> None:
+        """``public_texts``: the trusted signers' public keys, comma-separated (the gateway's, and
+        the operator tools' for operator-only requests)."""
+        self._keys = [
+            Ed25519PublicKey.from_public_bytes(_unb64(text.strip())) for text in public_texts.split(",") if text.strip()
+        ]
+        if not self._keys:
+            raise ValueError("no caller-assertion public key given")
         self._verified: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
 
     def check(self, caller: Caller, assertion: str | None) -> None:
@@ -138,9 +144,19 @@ class CallerVerifier:
         try:
             payload_text, signature_text = assertion.split(".", 1)
             payload = _unb64(payload_text)
-            self._key.verify(_unb64(signature_text), DOMAIN + payload)
+            signature = _unb64(signature_text)
+            if not any(_valid(key, signature, DOMAIN + payload) for key in self._keys):
+                raise InvalidSignature
             body = orjson.loads(payload)
             caller = Caller.model_validate(body["c"])
             return _caller_key(caller), float(body["exp"])
         except (ValueError, InvalidSignature, KeyError, TypeError, ValidationError, orjson.JSONDecodeError) as error:
             raise CallerUnverified("the caller assertion is not valid") from error
+
+
+def _valid(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True

@@ -21,8 +21,13 @@ class CommonSettings(BaseSettings):
     )
     caller_public_key: str | None = Field(
         default=None,
-        description="The gateway's caller-assertion public key (base64url Ed25519). When set, a request's "
-        "caller is believed only with a valid assertion by that key.",
+        description="Services: the caller-assertion public keys they trust (base64url Ed25519, comma-separated: "
+        "the gateway's and the operator tools'). When set, a request's caller is believed only with a "
+        "valid assertion by one of them.",
+    )
+    caller_signing_key_file: Path | None = Field(
+        default=None,
+        description="Gateway and operator tools: the Ed25519 key (0600 file) they sign caller assertions with.",
     )
     data_dir: Path = Path("data")
     fdb_cluster_file: Path | None = Field(

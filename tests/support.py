@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats as nats_client
 from aiohttp import web
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from shared.busauth import BusFolder
-from shared.buspolicy import BOOTSTRAP, GATEWAY
+from shared.buspolicy import BOOTSTRAP, GATEWAY, OPERATOR
 from shared.callerproof import ensure_signing_key
 from shared.service import Register, ServiceContext, build_context, serve
 from shared.settings import CommonSettings
@@ -93,17 +96,32 @@ class NatsServer:
     def identity_settings(self, identity: str) -> dict[str, Any]:
         """The settings that make a process connect as ``identity`` (and trust/sign caller assertions)."""
         assert self.bus is not None
+        trusted = [
+            ensure_signing_key(self.caller_key_file(GATEWAY)),
+            ensure_signing_key(self.caller_key_file(OPERATOR)),
+        ]
         values: dict[str, Any] = {
             "nats_url": self.client_url,
             "nats_seed_file": self.seed_file(identity),
-            "caller_public_key": ensure_signing_key(self.bus.path / CALLER_KEY_FILE),
+            "caller_public_key": ",".join(trusted),
         }
-        if identity == GATEWAY:
-            values["caller_signing_key_file"] = self.bus.path / CALLER_KEY_FILE
+        if identity in (GATEWAY, OPERATOR):
+            values["caller_signing_key_file"] = self.caller_key_file(identity)
         return values
 
+    def caller_key_file(self, identity: str) -> Path:
+        assert self.bus is not None
+        return self.bus.path / f"{identity}-caller.key"
 
-CALLER_KEY_FILE = "gateway-caller.key"
+    async def operator_request(self, subject: str, payload: Any, *, timeout: float = 5.0) -> Any:
+        """A request as the operator identity (the only one that may call operator-only subjects)."""
+        from shared.operator import operator_client
+
+        settings = CommonSettings(**self.identity_settings(OPERATOR))
+        async with operator_client(settings) as client:
+            return await client.request(subject, payload, timeout=timeout)
+
+
 _SECURED: dict[str, NatsServer] = {}  # url (either form) → server, so helpers find its identities
 
 
@@ -241,6 +259,19 @@ class Gateway:
     app: web.Application
     session: aiohttp.ClientSession = field(default_factory=aiohttp.ClientSession)
     services: dict[str, RunningService] = field(default_factory=dict)
+    nats: NatsServer | None = None  # set by the ``system`` fixture
+    _admin: Client | None = None
+
+    async def admin(self) -> Client:
+        """A connection with every right (test-admin) for inspecting streams and crafting events;
+        closed with the gateway."""
+        assert self.nats is not None, "only the system fixture knows its NATS server"
+        if self._admin is None:
+            self._admin = await nats_client.connect(self.nats.url)
+        return self._admin
+
+    async def admin_js(self) -> JetStreamContext:
+        return (await self.admin()).jetstream()
 
     @property
     def api(self) -> str:
@@ -269,6 +300,8 @@ async def running_gateway(settings: Any, *, wait_for_revocations: bool = True) -
     try:
         yield gateway
     finally:
+        if gateway._admin is not None:
+            await gateway._admin.close()
         await gateway.session.close()
         await runner.cleanup()
 

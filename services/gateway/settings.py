@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from shared.settings import TokenSettings
@@ -11,11 +9,6 @@ from shared.settings import TokenSettings
 
 class GatewaySettings(TokenSettings):
     gateway_host: str = "127.0.0.1"
-    caller_signing_key_file: Path | None = Field(
-        default=None,
-        description="The gateway's Ed25519 key (0600) for caller assertions; services get its public key "
-        "as CODITECT_CALLER_PUBLIC_KEY. Without it no assertion is attached.",
-    )
     gateway_port: int = 8080
     max_body_bytes: int = 1_048_576
     jwks_refresh_min_interval: float = Field(default=5.0, description="At most one JWKS fetch this often.")
