@@ -63,7 +63,7 @@ def private_dir(path: Path) -> Path:
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """One writer of the folder's registry and configuration at a time (across processes)."""
-    with (folder / LOCK_FILE).open("a") as lock:
+    with os.fdopen(os.open(folder / LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -109,6 +109,10 @@ class NatsServer:
             values["caller_signing_key_file"] = self.caller_key_file(identity)
         return values
 
+    def identity_env(self, identity: str) -> dict[str, str]:
+        """``identity_settings`` as the environment of a child process."""
+        return {f"CODITECT_{key.upper()}": str(value) for key, value in self.identity_settings(identity).items()}
+
     def caller_key_file(self, identity: str) -> Path:
         assert self.bus is not None
         return self.bus.path / f"{identity}-caller.key"
