@@ -151,6 +151,8 @@ def identity_env(env: dict[str, str], bus: BusFolder, name: str, trusted: str) -
     child = {**env, "CODITECT_NATS_SEED_FILE": str(bus.seed_file(name)), "CODITECT_CALLER_PUBLIC_KEY": trusted}
     if name == GATEWAY:
         child["CODITECT_CALLER_SIGNING_KEY_FILE"] = str(bus.path / f"{GATEWAY}-caller.key")
+    if name == "provisioning":
+        child["CODITECT_BUS_DIR"] = str(bus.path)  # it issues workspace monitor credentials (shared/monitorcreds.py)
     return child
 
 
