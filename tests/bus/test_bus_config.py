@@ -1,0 +1,29 @@
+"""The generated bus configuration: valid for nats-server, secrets private, no secret in it."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+from shared.businit import init
+from shared.buspolicy import ROLES
+from tests.support import nats_server_binary
+
+
+def test_a_deployment_folder_has_one_private_key_per_identity_and_a_valid_configuration(tmp_path: Path) -> None:
+    bus = init(tmp_path / "bus", store_dir=str(tmp_path / "js"), tls=False)
+    assert stat.S_IMODE(bus.path.stat().st_mode) == 0o700
+    seeds = {name: bus.seed_file(name).read_bytes().strip() for name in ROLES}
+    assert len(set(seeds.values())) == len(ROLES), "never a shared credential"
+    for path in bus.path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    configuration = (bus.path / "authorization.conf").read_text() + bus.server_config.read_text()
+    for seed in seeds.values():
+        assert seed.decode() not in configuration
+    assert "password" not in configuration
+    checked = subprocess.run([nats_server_binary(), "-t", "-c", str(bus.server_config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    again = init(tmp_path / "bus", store_dir=str(tmp_path / "js"), tls=True)
+    assert {name: again.seed_file(name).read_bytes().strip() for name in ROLES} == seeds, "identities are kept"
+    assert "tls" in again.server_config.read_text()
