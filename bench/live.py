@@ -119,7 +119,12 @@ async def run(args: argparse.Namespace, system: System) -> list[str]:
         rss_open = gateway.memory_info().rss
         readers = [asyncio.create_task(reader(ws, index)) for ws, index in sockets]
 
-        nc = await nats.connect(f"nats://127.0.0.1:{system.nats_port}")
+        # Session events, published as the session service's identity (the bus is secured).
+        nc = await nats.connect(
+            f"nats://127.0.0.1:{system.nats_port}",
+            nkeys_seed=str(system.data_dir / "bus" / "session.nk"),
+            inbox_prefix="_INBOX.session",
+        )
         js = nc.jetstream()
         log(f"publishing {args.events} events")
         cpu_before = gateway.cpu_times()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 import subprocess
 from pathlib import Path
 
+import nats as nats_client
+import pytest
+
+from shared import bus
 from shared.businit import init
 from shared.buspolicy import ROLES
-from tests.support import nats_server_binary
+from shared.settings import CommonSettings
+from tests.support import nats_server_binary, nats_without_jetstream
 
 
 def test_a_deployment_folder_has_one_private_key_per_identity_and_a_valid_configuration(tmp_path: Path) -> None:
@@ -27,3 +33,17 @@ def test_a_deployment_folder_has_one_private_key_per_identity_and_a_valid_config
     again = init(tmp_path / "bus", store_dir=str(tmp_path / "js"), tls=True)
     assert {name: again.seed_file(name).read_bytes().strip() for name in ROLES} == seeds, "identities are kept"
     assert "tls" in again.server_config.read_text()
+
+
+async def test_without_credentials_a_process_connects_to_an_open_server_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = CommonSettings(data_dir=tmp_path)
+    with nats_without_jetstream(tmp_path) as server, caplog.at_level(logging.WARNING, logger="shared.bus"):
+        identity = bus.identity_from(settings, "dev-tool")
+        bus.identity_from(settings, "dev-tool")
+        connection = await nats_client.connect(server.url, **identity.connect_options())
+        await connection.close()
+    assert [r.message for r in caplog.records].count(
+        "dev-tool has no NATS credentials (CODITECT_NATS_SEED_FILE); connecting anonymously"
+    ) == 1
