@@ -134,7 +134,13 @@ def with_identity(settings: Any, identity: str) -> Any:
     server = _SECURED.get(settings.nats_url)
     if server is None or server.bus is None or settings.nats_seed_file is not None:
         return settings
-    return settings.model_copy(update=server.identity_settings(identity))
+    # What a test set on purpose (another caller key, say) stays.
+    update = {
+        key: value
+        for key, value in server.identity_settings(identity).items()
+        if key == "nats_url" or getattr(settings, key, None) is None
+    }
+    return settings.model_copy(update=update)
 
 
 def _spawn_nats(
