@@ -47,7 +47,8 @@ class BusIdentity:
 
     def connect_options(self) -> dict[str, Any]:
         """For ``nats.connect``."""
-        options: dict[str, Any] = {"inbox_prefix": self.inbox}
+        # The client name puts the identity in the server's log lines (a refusal names who was refused).
+        options: dict[str, Any] = {"inbox_prefix": self.inbox, "name": f"coditect-{self.name}"}
         if self.seed_file is not None:
             options["nkeys_seed"] = str(self.seed_file)
         return options

@@ -46,7 +46,7 @@ class MonitorCredentials:
 
     def connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect``."""
-        return {"nkeys_seed_str": self.seed, "inbox_prefix": self.inbox_prefix}
+        return {"nkeys_seed_str": self.seed, "inbox_prefix": self.inbox_prefix, "name": self.identity}
 
     def __repr__(self) -> str:  # never the seed in a log line
         return f"MonitorCredentials(identity={self.identity!r}, subject={self.subject!r})"
