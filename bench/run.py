@@ -2,7 +2,7 @@
 
     python -m bench.run                         # the request path and logins (about 6 minutes on 2 cores)
     python -m bench.run --quick                 # short durations, one run each: a smoke check
-    python -m bench.run --only gateway          # some of: gateway, login (the table then holds those rows)
+    python -m bench.run --only gateway          # some of: gateway, files, login (the table then holds those rows)
     python -m bench.run --only store            # the embedded store against raw sqlite3: bench/store-results.md
     python -m bench.run --generator python      # force the Python load generator even if wrk is installed
 
@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.system import System
 
-SYSTEM_PARTS = ("gateway", "login")
+SYSTEM_PARTS = ("gateway", "files", "login")
 CHOICES = ("store", *SYSTEM_PARTS)
 
 NOTES = [
@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [name for name in SYSTEM_PARTS if name in args.names]
     if not wanted:
         return 0
-    from bench import gateway, login
+    from bench import file_events, gateway, login
 
-    parts = {"gateway": gateway.run, "login": login.run}
+    parts = {"gateway": gateway.run, "files": file_events.run, "login": login.run}
     rows: list[Row] = []
     facts: list[str] = []
     failures: list[str] = []

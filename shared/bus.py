@@ -167,6 +167,9 @@ async def wait_for_nats(
 # service keeps what must last; everyone else reads the stream within minutes.
 EVENTS_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 FILE_EVENTS_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+# Dead letters wait for an operator: kept longer, bounded in bytes so a flood of poison cannot fill the disk.
+DEAD_LETTERS_MAX_AGE_SECONDS = 30 * 24 * 3600.0
+DEAD_LETTERS_MAX_BYTES = 1024 * 1024 * 1024
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -182,6 +185,13 @@ def stream_configs() -> list[StreamConfig]:
             subjects=list(subjects.FILE_EVENTS_SUBJECTS),
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             max_age=FILE_EVENTS_MAX_AGE_SECONDS,
+        ),
+        StreamConfig(
+            name=subjects.DEAD_LETTER_STREAM,
+            subjects=list(subjects.DEAD_LETTER_SUBJECTS),
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=DEAD_LETTERS_MAX_AGE_SECONDS,
+            max_bytes=DEAD_LETTERS_MAX_BYTES,
         ),
     ]
 

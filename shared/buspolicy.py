@@ -20,11 +20,13 @@ from contracts import auth
 from contracts.subjects import (
     AUDIT_CHECKPOINTS_STREAM,
     AUDIT_CHECKPOINTS_SUBJECTS,
+    DEAD_LETTER_STREAM,
     EVENT_NAMESPACES,
     EVENTS_STREAM,
     FILE_EVENTS_STREAM,
     FILE_EVENTS_SUBJECTS,
     SERVICES,
+    dead_letter_subject,
     event,
     rpc,
 )
@@ -38,7 +40,7 @@ BOOTSTRAP: Final = "bootstrap"
 OPERATOR_ONLY: Final = (auth.ROTATE_SIGNING_KEY,)
 
 # Every stream the system runs (created by the bootstrap identity only).
-STREAMS: Final = (EVENTS_STREAM, FILE_EVENTS_STREAM, AUDIT_CHECKPOINTS_STREAM)
+STREAMS: Final = (EVENTS_STREAM, FILE_EVENTS_STREAM, AUDIT_CHECKPOINTS_STREAM, DEAD_LETTER_STREAM)
 
 
 def inbox_prefix(identity: str) -> str:
@@ -127,13 +129,14 @@ def service_role(
     requests: tuple[str, ...] = (),
     js_api: tuple[str, ...] = (),
 ) -> Role:
-    """A service: answers ``rpc.<service>.>`` and publishes ``evt.<its namespace>.>``."""
+    """A service: answers ``rpc.<service>.>``, publishes ``evt.<its namespace>.>`` and its dead letters
+    (``deadletter.<service>``)."""
     streams = sorted({c.stream for c in consumers})
     return Role(
         name=service,
         serves=(rpc(service, ">"),),
         requests=requests,
-        publishes=(event(EVENT_NAMESPACES[service], ">"), *publishes),
+        publishes=(event(EVENT_NAMESPACES[service], ">"), dead_letter_subject(service), *publishes),
         consumers=consumers,
         js_api=(*stream_info(*streams), *js_api),
     )
@@ -168,7 +171,7 @@ ROLES: Final[dict[str, Role]] = {
             "file_event",
             # It republishes file changes posted over HTTP onto the file-event stream.
             publishes=FILE_EVENTS_SUBJECTS,
-            consumers=(Consumer(FILE_EVENTS_STREAM, durable("file_event", "changes"), FILE_EVENTS_SUBJECTS),),
+            consumers=(Consumer(FILE_EVENTS_STREAM, durable("file_event", "ingest"), FILE_EVENTS_SUBJECTS),),
         ),
         service_role(
             "audit",

@@ -11,10 +11,12 @@ from aiohttp import web
 
 from services.gateway import live
 from services.gateway.buslink import BusLink
-from services.gateway.deps import BUS_KEY, SETTINGS_KEY
+from services.gateway.client_address import ClientAddress, parse_networks
+from services.gateway.deps import BUS_KEY, CLIENT_ADDRESS_KEY, SETTINGS_KEY
 from services.gateway.edge import NO_ROUTE, VERIFIER_KEY, edge_for
 from services.gateway.openapi import OPENAPI_KEY, build_openapi
 from services.gateway.routes import auth as auth_routes
+from services.gateway.routes import files as file_routes
 from services.gateway.routes import ops
 from services.gateway.routes import sessions as session_routes
 from services.gateway.routing import Route
@@ -31,7 +33,7 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *live.ROUTES]
+    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *file_routes.ROUTES, *live.ROUTES]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
@@ -59,6 +61,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     routes = all_routes()
     app[SETTINGS_KEY] = settings
     app[BUS_KEY] = bus
+    app[CLIENT_ADDRESS_KEY] = ClientAddress(parse_networks(settings.trusted_proxies), settings.trusted_proxy_header)
     app[VERIFIER_KEY] = verifier
     app[OPENAPI_KEY] = build_openapi(routes, BASE_PATH)
     edge = edge_for(settings, verifier)

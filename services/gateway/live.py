@@ -29,13 +29,14 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from contracts import file_event as file_contract
 from contracts import session as session_contract
 from contracts import subjects
 from contracts.envelope import ErrorBody, ErrorCode
 from contracts.events import Event
 from contracts.identity import Caller
 from services.gateway.buslink import BusLink
-from services.gateway.deps import client_of
+from services.gateway.deps import client_ip, client_of
 from services.gateway.http import ApiError
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
@@ -81,6 +82,7 @@ PUSHED: dict[str, OwnerOf] = {
     session_contract.SESSION_UPDATED: owner_in_data,
     session_contract.SESSION_FORKED: owner_in_data,
     session_contract.SESSION_DELETED: owner_in_data,
+    file_contract.FILE_CHANGED: owner_in_data,
 }
 
 
@@ -144,7 +146,7 @@ class LiveSocket:
                 "live socket of user %s (tenant %s, %s) cut: %d messages waiting, the client reads too slowly",
                 self.caller.user_id,
                 self.caller.tenant_id,
-                self.request.remote,
+                client_ip(self.request),
                 self.queue.qsize(),
             )
             self.close(CLOSE_SLOW_CONSUMER, "too slow: the send queue is full")

@@ -47,3 +47,10 @@ async def test_without_credentials_a_process_connects_to_an_open_server_and_says
     assert [r.message for r in caplog.records].count(
         "dev-tool has no NATS credentials (CODITECT_NATS_SEED_FILE); connecting anonymously"
     ) == 1
+
+
+def test_the_bootstrap_identity_may_create_every_stream_the_system_declares() -> None:
+    from shared.bus import stream_configs
+    from shared.buspolicy import STREAMS
+
+    assert {config.name for config in stream_configs()} <= set(STREAMS), "add the stream to buspolicy.STREAMS"
