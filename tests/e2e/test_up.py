@@ -133,12 +133,43 @@ def test_up_brings_seven_processes_to_ready_and_ctrl_c_stops_them_all(runner: Ru
     ):
         assert module in names
     assert len(children) == 7
+    assert_bus_secured(runner)
     output = runner.announced + stop_runner(runner.process)
     assert runner.process.returncode == 0
     assert "ready: gateway at" in output and "stopped" in output
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     assert not port_in_use(runner.gateway_port) and not port_in_use(runner.nats_port)
+
+
+def assert_bus_secured(runner: Runner) -> None:
+    """The bus of ./dev up: every child on its own identity (secrets 0600, never in the runner's
+    output), anonymous connections refused, and no permission refused in normal operation."""
+    import asyncio
+
+    import nats
+
+    bus = runner.data_dir / "bus"
+    seeds = sorted(bus.glob("*.nk"))
+    assert {p.stem for p in seeds} >= {"auth", "session", "provisioning", "file_event", "audit", "gateway"}
+    for path in bus.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    for child in runner.children():
+        if "services." in " ".join(child.cmdline()):
+            name = next(part for part in child.cmdline() if part.startswith("services.")).split(".")[1]
+            assert child.environ()["CODITECT_NATS_SEED_FILE"] == str(bus / f"{name}.nk")
+    for seed in seeds:
+        assert seed.read_text().strip() not in runner.announced
+
+    async def anonymous() -> None:
+        await nats.connect(f"nats://127.0.0.1:{runner.nats_port}", allow_reconnect=False, connect_timeout=2)
+
+    with pytest.raises(nats.errors.Error):
+        asyncio.run(anonymous())
+    assert "Violation" not in (runner.data_dir / "logs" / "nats.log").read_text().replace(
+        "Authorization Violation",
+        "",  # the anonymous attempt just made
+    )
 
 
 def test_a_killed_service_makes_ready_name_it_and_is_restarted(runner: Runner) -> None:
