@@ -6,14 +6,24 @@ End to end is timed from the first publish to the moment the ingest consumer's a
 reaches the last message: the service acknowledges only after its transaction committed, so that
 moment is "everything stored". The store is then read back in full to check nothing was lost or
 duplicated. The raw rate publishes the same bodies to a scratch stream nobody consumes.
+
+The system's bus is secured: the events are published as a workspace monitor with credentials issued
+by ``shared.monitorcreds`` (as provisioning will), progress is read as the file-event identity, and
+the raw rate runs on a scratch nats-server without permissions on the same machine (no identity may
+create a stream of its own on the system's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -23,11 +33,13 @@ import orjson
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
-from bench.common import Options, Row, log, ratio_text
+from bench.common import Options, Row, free_port, log, ratio_text
 from bench.loadgen import RequestSpec, run_load
 from bench.system import CpuMeter, System, call_json, cpu_text, register_and_login
 from contracts import subjects
 from contracts.provisioning import workspace_id
+from shared.monitorcreds import LocalMonitorIssuer, MonitorCredentials
+from shared.supervisor import nats_server_binary, wait_port
 
 EVENTS = 100_000
 QUICK_EVENTS = 2_000
@@ -86,23 +98,55 @@ async def raw_rate(url: str, items: list[tuple[str, bytes]]) -> float:
         await nc.close()
 
 
-async def end_to_end(url: str, subject: str, items: list[tuple[str, bytes]]) -> tuple[float, float]:
+@contextlib.contextmanager
+def scratch_nats() -> Iterator[str]:
+    """A throwaway nats-server with JetStream and no permissions, for the raw reference."""
+    port, store = free_port(), tempfile.mkdtemp(prefix="bench-raw-nats-")
+    process = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_port(port, 10):
+            raise RuntimeError("the scratch nats-server did not start")
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+async def connect_monitor(url: str, credentials: MonitorCredentials) -> nats.NATS:
+    for _ in range(100):  # the server applies its reload within moments
+        with contextlib.suppress(nats.errors.Error):
+            return await nats.connect(url, connect_timeout=2, **credentials.connect_options())
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the monitor's credentials were not accepted")
+
+
+async def end_to_end(
+    url: str, credentials: MonitorCredentials, observer_seed: str, items: list[tuple[str, bytes]]
+) -> tuple[float, float]:
     """(events/s from the first publish to the last commit, publishing events/s)."""
-    nc = await nats.connect(url)
+    nc = await connect_monitor(url, credentials)
+    observer = await nats.connect(url, nkeys_seed=observer_seed, inbox_prefix="_INBOX.file_event")
     try:
         js = nc.jetstream(publish_async_max_pending=PENDING)
-        before = await js.stream_info(subjects.FILE_EVENTS_STREAM)
+        watch = observer.jetstream()
+        before = await watch.stream_info(subjects.FILE_EVENTS_STREAM)
         last = (before.state.last_seq or 0) + len(items)
         started = time.perf_counter()
-        published = await publish_all(js, subject, items)
+        published = await publish_all(js, credentials.subject, items)
         while True:
-            info = await js.consumer_info(subjects.FILE_EVENTS_STREAM, DURABLE)
+            info = await watch.consumer_info(subjects.FILE_EVENTS_STREAM, DURABLE)
             if (info.ack_floor.stream_seq or 0) >= last:
                 break
             await asyncio.sleep(0.02)
         return len(items) / (time.perf_counter() - started), len(items) / published
     finally:
         await nc.close()
+        await observer.close()
 
 
 def stored_ids(base: str, token: str) -> tuple[list[str], list[str]]:
@@ -144,14 +188,16 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
         raise RuntimeError(f"GET /auth/whoami answered {status}: {who}")
     caller: Any = who["data"]
     tenant, user = UUID(caller["tenant_id"]), UUID(caller["user_id"])
-    subject = subjects.file_subject(tenant, user, workspace_id(tenant, user))
 
-    raw = asyncio.run(raw_rate(url, bodies(count)))
+    with scratch_nats() as scratch:
+        raw = asyncio.run(raw_rate(scratch, bodies(count)))
     log(f"files: raw JetStream async publish: {raw:,.0f} msg/s over {count:,}")
     items = bodies(count)
     meter = CpuMeter(system)
     before = meter.snapshot()
-    ingest, publishing = asyncio.run(end_to_end(url, subject, items))
+    bus_dir = system.data_dir / "bus"
+    credentials = LocalMonitorIssuer(bus_dir).issue(tenant, user, workspace_id(tenant, user))
+    ingest, publishing = asyncio.run(end_to_end(url, credentials, str(bus_dir / "file_event.nk"), items))
     cpu = CpuMeter.delta(before, meter.snapshot())
     log(f"files: end to end {ingest:,.0f} events/s (publishing ran at {publishing:,.0f} msg/s)")
 

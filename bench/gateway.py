@@ -107,7 +107,7 @@ def responder_rows(options: Options, system: System, *, duration: float, rounds:
     measured = {kind: Measured() for kind in RESPONDERS}
     for _ in range(rounds):
         for kind in RESPONDERS:
-            with bare_hop(f"nats://127.0.0.1:{system.nats_port}", kind) as (url, pids):
+            with bare_hop(f"nats://127.0.0.1:{system.nats_port}", kind, system.data_dir / "bus") as (url, pids):
                 meter = CpuMeter(system, pids)
                 run_load([RequestSpec(url)], connections=CONNECTIONS, duration=1.0, generator=options.generator)
                 before = meter.snapshot()
@@ -152,7 +152,7 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
     ]
     with (
         trivial_server() as (trivial_url, trivial_pid),
-        bare_hop(f"nats://127.0.0.1:{system.nats_port}") as (hop_url, hop_pids),
+        bare_hop(f"nats://127.0.0.1:{system.nats_port}", bus_dir=system.data_dir / "bus") as (hop_url, hop_pids),
         fastapi_reference() as (fastapi_url, fastapi_token, fastapi_pids),
     ):
         targets = {

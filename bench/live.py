@@ -181,7 +181,12 @@ async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[st
         await asyncio.sleep(1.0)
         memory["rss_open"] = float(gateway.memory_info().rss)
         readers = [asyncio.create_task(reader(ws)) for ws in sockets]
-        nc = await nats.connect(f"nats://127.0.0.1:{system.nats_port}")
+        # Session events, published as the session service's identity (the bus is secured).
+        nc = await nats.connect(
+            f"nats://127.0.0.1:{system.nats_port}",
+            nkeys_seed=str(system.data_dir / "bus" / "session.nk"),
+            inbox_prefix="_INBOX.session",
+        )
         try:
             js = nc.jetstream()
             count = max(1, round(size.paced_rate * size.paced_seconds))

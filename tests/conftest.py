@@ -108,6 +108,7 @@ async def system(
     try:
         async with running_gateway(settings) as gateway:
             gateway.services = {r.ctx.name: r for r in running}
+            gateway.nats = nats
             # Tests begin once /ready is 200 (a test running session as its own child starts it later).
             if session_in_process and file_event_in_process:
                 await wait_ready(gateway)

@@ -35,6 +35,7 @@ from contracts import file_event as api
 from contracts import subjects
 from services.file_event import recording
 from services.file_event.context import FilesContext
+from shared import bus
 from shared.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class Incoming:
 def consumer_config(ctx: FilesContext) -> ConsumerConfig:
     settings = ctx.settings
     return ConsumerConfig(
+        # Named as well as durable: the create subject then names the filter, which the bus
+        # permissions pin (shared/buspolicy.py).
+        name=DURABLE,
         durable_name=DURABLE,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
@@ -102,9 +106,11 @@ class Ingestor:
         """Consume until ``stop``; a lost connection or a missing stream is retried, never fatal."""
         while True:
             try:
+                options = bus.identity_from(self.ctx.settings, api.SERVICE).connect_options()
+                options["name"] = f"coditect-{api.SERVICE}-ingest"
                 nc = await nats.connect(
                     self.ctx.settings.nats_url,
-                    name=f"coditect-{api.SERVICE}-ingest",
+                    **options,
                     connect_timeout=2,
                     reconnect_time_wait=1,
                     max_reconnect_attempts=-1,

@@ -22,7 +22,9 @@ from services.gateway.routes import sessions as session_routes
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import JwksVerifier
-from shared.bus import ensure_streams
+from shared.bus import identity_from
+from shared.buspolicy import GATEWAY
+from shared.callerproof import CallerSigner
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,13 @@ def all_routes() -> list[Route]:
 
 def create_app(settings: GatewaySettings) -> web.Application:
     tracer_provider = setup_tracing("gateway", settings.otel_exporter_otlp_endpoint)
-    bus = BusLink(settings.nats_url, timeout=settings.request_timeout, tracer_provider=tracer_provider)
+    bus = BusLink(
+        settings.nats_url,
+        timeout=settings.request_timeout,
+        identity=identity_from(settings, GATEWAY),
+        signer=CallerSigner.from_file(settings.caller_signing_key_file) if settings.caller_signing_key_file else None,
+        tracer_provider=tracer_provider,
+    )
     verifier = JwksVerifier(
         bus,
         issuer=settings.jwt_issuer,
@@ -67,15 +75,10 @@ def create_app(settings: GatewaySettings) -> web.Application:
         stop = asyncio.Event()
 
         async def follow() -> None:
+            # The streams are the bootstrap identity's to create; until they exist the revocation
+            # follower keeps retrying (and tokens are refused as not current).
             while not await bus.wait_connected(60):
                 pass
-            while True:
-                try:
-                    await ensure_streams(bus.broker)
-                    break
-                except Exception as error:
-                    log.warning("cannot declare the event streams yet (%s); retrying", error)
-                    await asyncio.sleep(1)
             await verifier.run(stop)
 
         task = asyncio.create_task(follow())

@@ -15,7 +15,6 @@ import pytest
 from contracts import auth as api
 from services.auth import repository as repo
 from services.auth.context import AuthContext
-from services.gateway.deps import BUS_KEY
 from services.gateway.edge import VERIFIER_KEY
 from services.gateway.settings import GatewaySettings
 from tests.auth.helpers import (
@@ -44,7 +43,7 @@ def auth_overrides() -> dict[str, Any]:
 
 async def _events(system: Gateway, event_type: str, count: int) -> list[dict[str, Any]]:
     """The first ``count`` events of a type on the stream (each test has its own NATS), and no more."""
-    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    js = await system.admin_js()  # test-admin: the gateway's identity may not read auth's events
     subscription = await js.subscribe(f"evt.{event_type}", ordered_consumer=True)
     found: list[dict[str, Any]] = []
     try:

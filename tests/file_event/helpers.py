@@ -43,7 +43,10 @@ def change(path: str, kind: str = "created", *, second: float = 0, **fields: Any
 
 
 async def connect(gateway: Gateway) -> Client:
-    return await nats.connect(gateway.services["file_event"].ctx.settings.nats_url)
+    """A connection that may publish any workspace's subject (test-admin; a real monitor may publish
+    only its own: tests/bus/test_monitor_credentials.py)."""
+    assert gateway.nats is not None
+    return await nats.connect(gateway.nats.url)
 
 
 async def publish(nc: Client, subject: str, events: list[dict[str, Any]], *, msg_ids: bool = True) -> None:

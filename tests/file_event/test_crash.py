@@ -33,7 +33,7 @@ class FileEventProcess:
     def __init__(self, nats: NatsServer, data_dir: Path, log: Path) -> None:
         self.env = {
             **os.environ,
-            "CODITECT_NATS_URL": nats.url,
+            **nats.identity_env("file_event"),
             "CODITECT_DATA_DIR": str(data_dir),
             "CODITECT_LOG_LEVEL": "WARNING",
             "CODITECT_INGEST_BATCH_SIZE": "200",
