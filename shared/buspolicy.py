@@ -155,12 +155,11 @@ ROLES: Final[dict[str, Role]] = {
         service_role("auth"),
         service_role(
             "session",
+            # One durable per event type, each pinned to its one subject.
             consumers=(
-                Consumer(
-                    EVENTS_STREAM,
-                    durable("session", "auth-events"),
-                    (auth.LOGOUT_SUBJECT, event("auth", "user_removed"), event("auth", "tenant_deleted")),
-                ),
+                Consumer(EVENTS_STREAM, durable("session", "auth-events"), (auth.LOGOUT_SUBJECT,)),
+                Consumer(EVENTS_STREAM, durable("session", "auth-user-removed"), (event("auth", "user_removed"),)),
+                Consumer(EVENTS_STREAM, durable("session", "auth-tenant-deleted"), (event("auth", "tenant_deleted"),)),
             ),
         ),
         service_role(
