@@ -85,11 +85,30 @@ class KeyEncryptionKey:
         return cls(secret, source=source)
 
     def seal(self, kid: str, private: Ed25519PrivateKey) -> str:
-        nonce = os.urandom(_NONCE_BYTES)
         raw = private.private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, raw, kid.encode())).decode()
+        return self.seal_bytes(kid, raw)
+
+    def seal_bytes(self, label: str, raw: bytes) -> str:
+        """Seal a secret bound to ``label`` (associated data): it opens only under that label."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, raw, label.encode())).decode()
+
+    def open_bytes(self, label: str, sealed: str, kek_id: str | None) -> bytes:
+        """The secret ``seal_bytes`` sealed under ``label``; KeyEncryptionError if it does not open."""
+        if kek_id != self.id:
+            raise KeyEncryptionError(
+                f"{label} was sealed with key-encryption key {kek_id}, "
+                f"but {self.source} holds key-encryption key {self.id}: it is the wrong key"
+            )
+        try:
+            blob = base64.b64decode(sealed, validate=True)
+            return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], label.encode())
+        except (binascii.Error, ValueError, InvalidTag) as error:
+            raise KeyEncryptionError(
+                f"{label} does not open with the key-encryption key from {self.source}: its record was altered"
+            ) from error
 
     def open(self, key: SigningKey) -> Ed25519PrivateKey:
         if key.sealed_private is None:

@@ -47,6 +47,30 @@ def gateway_overrides() -> dict[str, Any]:
     return {}
 
 
+# ---- file_event (issue 10): the file-event service in the system fixture ----
+@pytest.fixture
+def file_event_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the file-event service (batch sizes, max_deliver)."""
+    return {}
+
+
+@pytest.fixture
+def file_event_in_process() -> bool:
+    """Whether ``system`` runs the file-event service in this process (a test may run it as a child)."""
+    return True
+
+
+async def start_file_event(env: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    from services.file_event.app import build
+    from services.file_event.settings import FileEventSettings
+
+    settings = FileEventSettings(**env, **overrides)
+    return await start_service("file_event", settings, build(settings))
+
+
+# ---- end file_event ----
+
+
 @pytest.fixture
 async def system(
     nats: NatsServer,
@@ -56,6 +80,8 @@ async def system(
     session_in_process: bool,
     gateway_overrides: dict[str, Any],
     audit_overrides: dict[str, Any],
+    file_event_overrides: dict[str, Any],
+    file_event_in_process: bool,
 ) -> AsyncIterator[Gateway]:
     """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
     from contracts.subjects import SERVICES
@@ -74,17 +100,20 @@ async def system(
     if session_in_process:
         session_settings = SessionSettings(**env, **session_overrides)
         running.append(await start_service("session", session_settings, build_session(session_settings)))
+    if file_event_in_process:
+        running.append(await start_file_event(env, file_event_overrides))
     for name in SERVICES:
         if name == "audit":
             running.append(await start_audit(env, audit_overrides))
-        elif name not in ("auth", "session"):
+        elif name not in ("auth", "session", "file_event"):
             running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
     settings = GatewaySettings(**env, **gateway_overrides, gateway_port=free_port())
     try:
         async with running_gateway(settings) as gateway:
             gateway.services = {r.ctx.name: r for r in running}
+            gateway.nats = nats
             # Tests begin once /ready is 200 (a test running session as its own child starts it later).
-            if session_in_process:
+            if session_in_process and file_event_in_process:
                 await wait_ready(gateway)
             yield gateway
     finally:

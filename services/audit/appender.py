@@ -105,6 +105,9 @@ class Appender:
     def consumer_config(self) -> ConsumerConfig:
         settings = self.ctx.settings
         return ConsumerConfig(
+            # name= as well: nats-py then names the filter in the create subject, which the bus
+            # permissions pin (shared/buspolicy.py).
+            name=api.EVENTS_DURABLE,
             durable_name=api.EVENTS_DURABLE,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,

@@ -7,6 +7,7 @@ from datetime import timedelta
 from services.auth import repository as repo
 from services.auth.attempts import forget_stale_addresses
 from services.auth.context import AuthContext
+from services.auth.device_tokens import DeviceTokens
 from services.auth.handlers import published_after_retire, register_handlers
 from services.auth.keyring import KeyRing
 from services.auth.passwords import PasswordHashing
@@ -52,7 +53,15 @@ def build(settings: AuthSettings) -> Register:
             rotation_min_interval=timedelta(seconds=settings.signing_key_rotation_min_interval_seconds),
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
-        auth = AuthContext(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
+        device_tokens = DeviceTokens(ctx.store, kek, timedelta(days=settings.device_token_ttl_days))
+        auth = AuthContext(
+            store=ctx.store,
+            outbox=outbox,
+            hashing=hashing,
+            keyring=keyring,
+            settings=settings,
+            device_tokens=device_tokens,
+        )
         register_handlers(ctx.dispatcher, auth, concurrency=settings.handler_concurrency)
         ctx.components["auth"] = auth
         ctx.background.append(lambda stop: outbox.run(stop))

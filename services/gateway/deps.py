@@ -10,12 +10,14 @@ from pydantic import BaseModel
 from contracts.envelope import ErrorCode
 from contracts.identity import BusRequest, Caller
 from services.gateway.buslink import BusLink
+from services.gateway.client_address import ClientAddress
 from services.gateway.edge import CALLER, REQUEST_ID
 from services.gateway.http import ApiError, parse, unwrap
 from services.gateway.settings import GatewaySettings
 
 BUS_KEY = web.AppKey("bus", BusLink)
 SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
+CLIENT_ADDRESS_KEY = web.AppKey("client_address", ClientAddress)
 
 
 def caller_of(request: web.Request) -> Caller:
@@ -25,10 +27,15 @@ def caller_of(request: web.Request) -> Caller:
     return caller
 
 
+def client_ip(request: web.Request) -> str | None:
+    """The client's address: the TCP peer, or what a trusted proxy says it is (never anyone else)."""
+    return request.app[CLIENT_ADDRESS_KEY].of(request)
+
+
 def client_of(request: web.Request) -> dict[str, str | None]:
     """What the edge saw of the client, as the fields of ``ClientInfo`` (validated with the message)."""
     return {
-        "ip": request.remote,
+        "ip": client_ip(request),
         "user_agent": request.headers.get("User-Agent"),
         "request_id": request.get(REQUEST_ID),
     }
