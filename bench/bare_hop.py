@@ -14,16 +14,31 @@ default.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+from typing import Any
 
 import nats
 import orjson
 from aiohttp import web
 from nats.aio.msg import Msg
 
-SUBJECT = "bench.bare_hop"
+# The bus is secured: the front sends as the gateway's identity and the responder answers as a
+# service's, on a subject of that service no real handler uses (CODITECT_BUS_DIR names the folder).
+SUBJECT = "rpc.audit.bench_hop"
 QUEUE = "bench-bare-hop"
+FRONT, RESPONDER = "gateway", "audit"
+
+
+def identity(name: str) -> dict[str, Any]:
+    """nats-py connect options of one identity of the system's bus folder (none on an open server)."""
+    folder = os.environ.get("CODITECT_BUS_DIR")
+    if not folder:
+        return {}
+    return {"nkeys_seed": os.path.join(folder, f"{name}.nk"), "inbox_prefix": f"_INBOX.{name}"}
+
+
 REPLY = orjson.dumps({"ok": True, "result": {"service": "bare", "status": "ok"}})
 
 
@@ -33,7 +48,7 @@ async def respond(url: str, kind: str = "raw") -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if kind == "raw":
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, **identity(RESPONDER))
 
         async def answer(message: Msg) -> None:
             await message.respond(REPLY)
@@ -53,7 +68,7 @@ async def respond(url: str, kind: str = "raw") -> None:
     if kind == "dispatcher":
         from shared.dispatch import Dispatcher
 
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, **identity(RESPONDER))
         dispatcher = Dispatcher()
         dispatcher.add(SUBJECT, Ping, ping, queue=QUEUE)
         await dispatcher.start(nc)
@@ -65,12 +80,20 @@ async def respond(url: str, kind: str = "raw") -> None:
     from faststream.nats import NatsBroker
 
     if kind == "faststream-lean":
-        broker = NatsBroker(url, logger=None)
+        broker = NatsBroker(url, logger=None, **identity(RESPONDER))
     elif kind == "faststream":
-        from shared.bus import make_broker
+        from pathlib import Path
+
+        from shared.bus import BusIdentity, make_broker
         from shared.telemetry import setup_tracing
 
-        broker = make_broker(url, "bench-faststream", tracer_provider=setup_tracing("bench-faststream", None))
+        seed = identity(RESPONDER).get("nkeys_seed")
+        broker = make_broker(
+            url,
+            "bench-faststream",
+            identity=BusIdentity(RESPONDER, Path(seed) if seed else None),
+            tracer_provider=setup_tracing("bench-faststream", None),
+        )
     else:
         raise SystemExit(f"unknown responder {kind!r}")
     broker.subscriber(SUBJECT, queue=QUEUE)(ping)
@@ -89,7 +112,7 @@ def http_app(url: str) -> web.Application:
         return web.Response(body=message.data, content_type="application/json")
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        link["nc"] = await nats.connect(url)
+        link["nc"] = await nats.connect(url, **identity(FRONT))
         yield
         await link["nc"].close()
 

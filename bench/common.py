@@ -16,7 +16,7 @@ from pathlib import Path
 
 RESULTS_PATH = Path(__file__).with_name("results.md")
 STORE_RESULTS_PATH = Path(__file__).with_name("store-results.md")
-ORDER = ("store", "gateway", "login")
+ORDER = ("store", "gateway", "live", "login")
 
 
 @dataclass

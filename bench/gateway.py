@@ -63,19 +63,26 @@ class Measured:
 
 
 def measure(
-    targets: dict[str, RequestSpec], options: Options, meter: CpuMeter, *, duration: float, rounds: int
+    targets: dict[str, RequestSpec | list[RequestSpec]],
+    options: Options,
+    meter: CpuMeter,
+    *,
+    duration: float,
+    rounds: int,
 ) -> dict[str, Measured]:
-    """Each target once per round at CONNECTIONS, the order rotating, after a 1 s warm-up of each."""
+    """Each target once per round at CONNECTIONS, the order rotating, after a 1 s warm-up of each. A
+    target given as several requests has them sent in turn (wrk) or one per connection (Python)."""
     names = list(targets)
+    specs = {name: spec if isinstance(spec, list) else [spec] for name, spec in targets.items()}
     for name in names:
-        run_load([targets[name]], connections=CONNECTIONS, duration=1.0, warmup=0.0, generator=options.generator)
+        run_load(specs[name], connections=CONNECTIONS, duration=1.0, warmup=0.0, generator=options.generator)
     results = {name: Measured() for name in names}
     for round_no in range(rounds):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for name in order:
             before = meter.snapshot()
             load = run_load(
-                [targets[name]], connections=CONNECTIONS, duration=duration, warmup=0.0, generator=options.generator
+                specs[name], connections=CONNECTIONS, duration=duration, warmup=0.0, generator=options.generator
             )
             for process, seconds in CpuMeter.delta(before, meter.snapshot()).items():
                 results[name].cpu[process] = results[name].cpu.get(process, 0.0) + seconds
@@ -100,7 +107,7 @@ def responder_rows(options: Options, system: System, *, duration: float, rounds:
     measured = {kind: Measured() for kind in RESPONDERS}
     for _ in range(rounds):
         for kind in RESPONDERS:
-            with bare_hop(f"nats://127.0.0.1:{system.nats_port}", kind) as (url, pids):
+            with bare_hop(f"nats://127.0.0.1:{system.nats_port}", kind, system.data_dir / "bus") as (url, pids):
                 meter = CpuMeter(system, pids)
                 run_load([RequestSpec(url)], connections=CONNECTIONS, duration=1.0, generator=options.generator)
                 before = meter.snapshot()
@@ -137,9 +144,15 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
         raise RuntimeError(f"POST /sessions answered {status}: {created}")
     session_id = data["id"]
     json_body = {**bearer, "Content-Type": "application/json"}
+    # The write again, from CONNECTIONS users: one user's creates all read (and so contend on) that
+    # user's quota counter and commit one after another; many users' creates share commits.
+    writers = [
+        register_and_login(system.base, f"bench-writer-{i}-{secrets.token_hex(4)}@example.com", "bench-password-123")
+        for i in range(CONNECTIONS)
+    ]
     with (
         trivial_server() as (trivial_url, trivial_pid),
-        bare_hop(f"nats://127.0.0.1:{system.nats_port}") as (hop_url, hop_pids),
+        bare_hop(f"nats://127.0.0.1:{system.nats_port}", bus_dir=system.data_dir / "bus") as (hop_url, hop_pids),
         fastapi_reference() as (fastapi_url, fastapi_token, fastapi_pids),
     ):
         targets = {
@@ -154,6 +167,15 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
             "session_write": RequestSpec(
                 f"{system.base}/sessions", method="POST", headers=json_body, body={"name": "bench session"}
             ),
+            "session_write_users": [
+                RequestSpec(
+                    f"{system.base}/sessions",
+                    method="POST",
+                    headers={"Authorization": f"Bearer {writer}", "Content-Type": "application/json"},
+                    body={"name": "bench session"},
+                )
+                for writer in writers
+            ],
         }
         meter = CpuMeter(system, {"bench server": trivial_pid, **hop_pids, **fastapi_pids})
         results = measure(targets, options, meter, duration=duration, rounds=rounds)
@@ -229,6 +251,17 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
                 "event; quota read) on the writer thread → event published → 201",
             ),
             rps["session_write"] / rps["session_read"],
+            "(s)",
+            0.5,
+        ),
+        goal_row(
+            results["session_write_users"].row(
+                "",
+                f"`POST /api/v5/sessions`, {CONNECTIONS} users",
+                f"the same write spread over {CONNECTIONS} users (wrk sends their requests in turn): no two "
+                "concurrent creates read the same quota counter",
+            ),
+            rps["session_write_users"] / rps["session_read"],
             "(s)",
             0.5,
         ),

@@ -1,12 +1,18 @@
-"""Live push benchmark: session events delivered per second to many ``GET /ws`` sockets, and the
-gateway's resident memory with them open. The whole system runs under the supervisor (real
-processes); this process holds every client socket and publishes straight to JetStream.
+"""Live push benchmark: session events fanned out to many ``GET /ws`` sockets — delivered per second,
+the delay from publish to a client's receive (p50/p99), the gateway's CPU per delivery and its
+resident memory per open socket. Part of ``python -m bench.run`` (``--only live``), or alone:
 
-    python -m bench.live                                   # 1,000 sockets of 100 users, 20,000 events
+    python -m bench.live                                       # 1,000 sockets of 100 users
     python -m bench.live --sockets 20 --users 4 --events 200   # a smoke run
 
-The clients share this one process (and the machine's cores) with the system: on a small machine
-the delivered rate is a floor set as much by the readers as by the gateway.
+The system runs under the supervisor (real processes); this process holds every client socket and
+publishes straight to JetStream, so clients, publisher and system share the machine's cores: on a
+small machine the delivered rate is a floor set as much by the readers as by the gateway.
+
+Two phases on the same sockets: *paced* — events published at a steady rate well below saturation,
+so the latency is the push path's own; *burst* — events published as fast as JetStream acknowledges
+them (≤ 256 unacknowledged), so the rate is the most the gateway delivered and the latency includes
+the queueing a burst causes. An event's publish time travels in its ``data`` (one clock: this process).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import resource
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +30,42 @@ import aiohttp
 import jwt
 import orjson
 
-from bench.common import fmt, log, machine, now_text, table
+from bench.common import Options, Row, fmt, log, percentile
 from bench.system import System, register_and_login
 
 PASSWORD = "bench-password-123"
+PUBLISH_WINDOW = 256
+
+
+@dataclass
+class Size:
+    sockets: int
+    users: int
+    paced_rate: float  # events per second in the paced phase
+    paced_seconds: float
+    burst_events: int
+    timeout: float = 60.0
+
+
+FULL = Size(sockets=1000, users=100, paced_rate=100.0, paced_seconds=10.0, burst_events=20_000)
+QUICK = Size(sockets=100, users=10, paced_rate=50.0, paced_seconds=2.0, burst_events=1_000, timeout=30.0)
+
+
+@dataclass
+class Phase:
+    published: int = 0
+    expected: int = 0
+    delivered: int = 0
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = float("nan")
+    cpu_seconds: float = float("nan")
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def received(self, sent_at: float) -> None:
+        self.delivered += 1
+        self.latencies.append(time.time() - sent_at)
+        if self.delivered >= self.expected > 0:
+            self.done.set()
 
 
 def gateway_process(system: System) -> Any:
@@ -40,13 +79,13 @@ def gateway_process(system: System) -> Any:
 
 
 def raise_file_limit() -> int:
-    """Sockets are files: lift the soft limit to the hard one (the system's processes inherit it)."""
+    """Sockets are files: lift the soft limit to the hard one (a system started afterwards inherits it)."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 
 
-def session_event(user: dict[str, str]) -> tuple[str, bytes, str]:
+def session_event(user: dict[str, str], phase: str) -> tuple[str, bytes, str]:
     now = datetime.now(UTC).isoformat()
     event_id = str(uuid.uuid4())
     session = {
@@ -70,128 +109,178 @@ def session_event(user: dict[str, str]) -> tuple[str, bytes, str]:
         "actor": {"kind": "human", "user_id": user["user_id"]},
         "target": f"session:{session['id']}",
         "outcome": "success",
-        "data": {"user_id": user["user_id"], "session": session},
+        "data": {"user_id": user["user_id"], "session": session, "bench": {"phase": phase, "sent_at": time.time()}},
     }
     return "evt.session.updated", orjson.dumps(event), event_id
 
 
-async def run(args: argparse.Namespace, system: System) -> list[str]:
+async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[str, float]]:
     import nats
 
     gateway = gateway_process(system)
-    log(f"registering {args.users} users")
+    log(f"live: registering {size.users} users")
     users: list[dict[str, str]] = []
-    for index in range(args.users):
+    for index in range(size.users):
         token = await asyncio.to_thread(
             register_and_login, system.base, f"live-{index}-{uuid.uuid4().hex[:8]}@example.com", PASSWORD
         )
         claims = jwt.decode(token, options={"verify_signature": False})
         users.append({"token": token, "user_id": claims["sub"], "tenant_id": claims["tid"]})
 
-    rss_idle = gateway.memory_info().rss  # after the logins, so only the sockets make the difference
-    per_user = args.sockets // args.users
+    per_user = size.sockets // size.users
     url = system.base.replace("http://", "ws://") + "/ws"
-    counts = [0] * args.users
-    done = asyncio.Event()
-    expected = args.events * per_user  # events are spread evenly over users
+    phases = {"paced": Phase(), "burst": Phase()}
+    memory: dict[str, float] = {"rss_idle": float(gateway.memory_info().rss)}  # after the logins
 
-    async def reader(ws: aiohttp.ClientWebSocketResponse, index: int) -> None:
+    async def reader(ws: aiohttp.ClientWebSocketResponse) -> None:
         async for message in ws:
             if message.type is not aiohttp.WSMsgType.TEXT:
                 break
-            if '"session.updated"' in message.data:
-                counts[index] += 1
-                if sum(counts) >= expected:
-                    done.set()
+            body = orjson.loads(message.data)
+            bench = body.get("data", {}).get("bench") if body.get("type") == "session.updated" else None
+            if bench is not None:
+                phases[bench["phase"]].received(bench["sent_at"])
 
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        log(f"opening {per_user * args.users} sockets")
-        sockets = []
-        for index, user in enumerate(users):
-            for _ in range(per_user):
-                ws = await session.ws_connect(f"{url}?access_token={user['token']}", heartbeat=None)
-                ready = await ws.receive(timeout=30)
-                assert ready.type is aiohttp.WSMsgType.TEXT, ready
-                assert "live.ready" in ready.data, ready
-                sockets.append((ws, index))
-        await asyncio.sleep(1.0)
-        rss_open = gateway.memory_info().rss
-        readers = [asyncio.create_task(reader(ws, index)) for ws, index in sockets]
-
-        nc = await nats.connect(f"nats://127.0.0.1:{system.nats_port}")
-        js = nc.jetstream()
-        log(f"publishing {args.events} events")
+    async def publish(js: Any, phase_name: str, count: int, rate: float | None) -> None:
+        phase = phases[phase_name]
+        phase.expected = count * per_user
         cpu_before = gateway.cpu_times()
         started = time.perf_counter()
         window: list[Any] = []
-        for number in range(args.events):
-            subject, payload, event_id = session_event(users[number % args.users])
+        for number in range(count):
+            if rate is not None:  # paced: the next event leaves at its slot
+                delay = started + number / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            subject, payload, event_id = session_event(users[number % size.users], phase_name)
             window.append(js.publish(subject, payload, headers={"Nats-Msg-Id": event_id}))
-            if len(window) >= 256:
+            if len(window) >= (1 if rate is not None else PUBLISH_WINDOW):
                 await asyncio.gather(*window)
                 window = []
         await asyncio.gather(*window)
-        published_in = time.perf_counter() - started
+        phase.published = count
         try:
-            await asyncio.wait_for(done.wait(), args.timeout)
+            await asyncio.wait_for(phase.done.wait(), size.timeout)
         except TimeoutError:
-            log(f"only {sum(counts)} of {expected} deliveries within {args.timeout}s")
-        elapsed = time.perf_counter() - started
+            log(f"live: {phase_name}: only {phase.delivered} of {phase.expected} deliveries within {size.timeout}s")
+        phase.seconds = time.perf_counter() - started
         cpu_after = gateway.cpu_times()
-        rss_after = gateway.memory_info().rss
-        await nc.close()
-        for task in readers:
-            task.cancel()
-        for ws, _ in sockets:
-            await ws.close()
+        phase.cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
 
-    delivered = sum(counts)
-    gateway_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-    sockets_open = per_user * args.users
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        log(f"live: opening {per_user * size.users} sockets")
+        sockets = []
+        for user in users:
+            for _ in range(per_user):
+                ws = await session.ws_connect(f"{url}?access_token={user['token']}", heartbeat=None)
+                ready = await ws.receive(timeout=30)
+                if ready.type is not aiohttp.WSMsgType.TEXT or "live.ready" not in ready.data:
+                    raise RuntimeError(f"no live.ready on a new socket: {ready}")
+                sockets.append(ws)
+        await asyncio.sleep(1.0)
+        memory["rss_open"] = float(gateway.memory_info().rss)
+        readers = [asyncio.create_task(reader(ws)) for ws in sockets]
+        # Session events, published as the session service's identity (the bus is secured).
+        nc = await nats.connect(
+            f"nats://127.0.0.1:{system.nats_port}",
+            nkeys_seed=str(system.data_dir / "bus" / "session.nk"),
+            inbox_prefix="_INBOX.session",
+        )
+        try:
+            js = nc.jetstream()
+            count = max(1, round(size.paced_rate * size.paced_seconds))
+            log(f"live: paced: {count} events at {size.paced_rate:g}/s")
+            await publish(js, "paced", count, size.paced_rate)
+            log(f"live: burst: {size.burst_events} events")
+            await publish(js, "burst", size.burst_events, None)
+            memory["rss_after"] = float(gateway.memory_info().rss)
+        finally:
+            await nc.close()
+            for task in readers:
+                task.cancel()
+            for ws in sockets:
+                await ws.close()
+    return phases, memory
+
+
+def rows(size: Size, phases: dict[str, Phase], memory: dict[str, float]) -> tuple[list[Row], list[str]]:
+    sockets = size.sockets // size.users * size.users
+    found: list[Row] = []
+    for name, phase in phases.items():
+        latencies = sorted(phase.latencies)
+        what = (
+            f"{phase.published:,} events at {size.paced_rate:g}/s"
+            if name == "paced"
+            else f"{phase.published:,} events as fast as JetStream acknowledges them (≤ {PUBLISH_WINDOW} unacked)"
+        )
+        found.append(
+            Row(
+                key="",
+                target=f"`GET /ws` fan-out, {name}: {sockets:,} sockets of {size.users} users",
+                includes=f"{what}, each to the {sockets // size.users} sockets of its user; p50/p99: publish → a "
+                "client's receive",
+                rate=phase.delivered / phase.seconds if phase.seconds == phase.seconds else float("nan"),
+                unit="deliveries/s",
+                p50_ms=1000 * percentile(latencies, 0.5),
+                p99_ms=1000 * percentile(latencies, 0.99),
+                failed=f"{phase.expected - phase.delivered} / {phase.expected:,}",
+                cpu=f"gateway {phase.cpu_seconds / max(phase.delivered, 1) * 1e6:.1f} µs per delivery",
+            )
+        )
     mib = 1024 * 1024
-    return [
-        "## Live push (`GET /ws`)",
-        "",
-        f"- command: `python -m bench.live --sockets {args.sockets} --users {args.users} --events {args.events}`",
-        f"- machine: {machine()}; date: {now_text()}",
-        "- clients, the publisher and the system share the machine; the gateway has one core at most",
-        "",
-        *table(
-            ["what", "figure"],
-            [
-                ["sockets / users", f"{sockets_open} / {args.users}"],
-                ["events published (JetStream, ≤256 unacked)", f"{args.events} in {published_in:.2f}s"],
-                ["deliveries (events x sockets of their user)", f"{delivered} of {expected}"],
-                ["delivered per second", fmt(delivered / elapsed)],
-                ["gateway CPU per delivery", f"{gateway_cpu / max(delivered, 1) * 1e6:.1f} µs"],
-                ["gateway RSS: no sockets", f"{rss_idle / mib:.1f} MiB"],
-                [f"gateway RSS: {sockets_open} sockets open", f"{rss_open / mib:.1f} MiB"],
-                ["gateway RSS per socket", f"{(rss_open - rss_idle) / max(sockets_open, 1) / 1024:.1f} KiB"],
-                ["gateway RSS after the burst", f"{rss_after / mib:.1f} MiB"],
-            ],
-        ),
+    per_socket = (memory["rss_open"] - memory["rss_idle"]) / max(sockets, 1) / 1024
+    found.append(
+        Row(
+            key="",
+            target=f"gateway RSS with {sockets:,} sockets open",
+            includes=f"gateway RSS {memory['rss_idle'] / mib:.1f} MiB with no socket, {memory['rss_open'] / mib:.1f} "
+            f"MiB with {sockets:,} open, {memory.get('rss_after', float('nan')) / mib:.1f} MiB after the burst",
+            rate=per_socket,
+            unit="KiB per socket",
+        )
+    )
+    facts = [
+        f"live push: {sockets:,} WebSocket clients in the bench's process (aiohttp), events published to JetStream "
+        "from it; the clients' reading shares the cores with the gateway"
     ]
+    return found, facts
+
+
+def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
+    size = QUICK if options.quick else FULL
+    phases, memory = asyncio.run(measure(size, system))
+    for row in (found := rows(size, phases, memory))[0]:
+        log(f"live: {row.target}: {fmt(row.rate)} {row.unit}, p50 {fmt(row.p50_ms, 1)} ms, p99 {fmt(row.p99_ms, 1)} ms")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sockets", type=int, default=1000)
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every delivery")
+    parser.add_argument("--sockets", type=int, default=FULL.sockets)
+    parser.add_argument("--users", type=int, default=FULL.users)
+    parser.add_argument("--events", type=int, default=FULL.burst_events, help="events of the burst")
+    parser.add_argument("--rate", type=float, default=FULL.paced_rate, help="events per second when paced")
+    parser.add_argument("--seconds", type=float, default=FULL.paced_seconds, help="length of the paced phase")
+    parser.add_argument("--timeout", type=float, default=FULL.timeout, help="seconds to wait for every delivery")
     args = parser.parse_args(argv)
     if args.sockets % args.users or args.sockets // args.users > 16:
         parser.error("sockets must be a multiple of users, at most 16 per user (CODITECT_LIVE_MAX_SOCKETS_PER_USER)")
+    size = Size(args.sockets, args.users, args.rate, args.seconds, args.events, args.timeout)
     log(f"file limit raised to {raise_file_limit()}")
     system = System()
     system.start()
     try:
-        lines = asyncio.run(run(args, system))
+        phases, memory = asyncio.run(measure(size, system))
     finally:
         system.stop()
         system.cleanup()
-    print("\n".join(lines))
+    found, _ = rows(size, phases, memory)
+    for row in found:
+        print(
+            f"{row.target}: {fmt(row.rate, 1)} {row.unit}; p50 {fmt(row.p50_ms, 1)} ms, p99 {fmt(row.p99_ms, 1)} ms; "
+            f"missed {row.failed or 'n/a'}; {row.cpu or row.includes}"
+        )
     return 0
 
 

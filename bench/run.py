@@ -2,7 +2,7 @@
 
     python -m bench.run                         # the request path and logins (about 6 minutes on 2 cores)
     python -m bench.run --quick                 # short durations, one run each: a smoke check
-    python -m bench.run --only gateway          # some of: gateway, login, workspaces (the table holds those rows)
+    python -m bench.run --only gateway          # some of: gateway, live, files, audit, workspaces, login
     python -m bench.run --only store            # the embedded store against raw sqlite3: bench/store-results.md
     python -m bench.run --generator python      # force the Python load generator even if wrk is installed
 
@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.system import System
 
-SYSTEM_PARTS = ("gateway", "login", "workspaces")
+SYSTEM_PARTS = ("gateway", "live", "files", "audit", "workspaces", "login")
 CHOICES = ("store", *SYSTEM_PARTS)
 
 NOTES = [
@@ -100,9 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [name for name in SYSTEM_PARTS if name in args.names]
     if not wanted:
         return 0
-    from bench import gateway, login, workspaces
+    from bench import audit, file_events, gateway, live, login, workspaces
 
-    parts = {"gateway": gateway.run, "login": login.run, "workspaces": workspaces.run}
+    parts = {
+        "gateway": gateway.run,
+        "live": live.run,
+        "files": file_events.run,
+        "audit": audit.run,
+        "workspaces": workspaces.run,
+        "login": login.run,
+    }
+    if "live" in wanted:
+        log(f"file limit raised to {live.raise_file_limit()} (sockets; the system inherits it)")
     rows: list[Row] = []
     facts: list[str] = []
     failures: list[str] = []

@@ -102,6 +102,10 @@ class System:
                 self.process.wait()
         self.process = None
 
+    def connect_options(self, identity: str) -> dict[str, str]:
+        """``nats.connect`` arguments that make a bench client one of the system's bus identities."""
+        return {"nkeys_seed": str(self.data_dir / "bus" / f"{identity}.nk"), "inbox_prefix": f"_INBOX.{identity}"}
+
     def log_tail(self, name: str, lines: int = 5) -> list[str]:
         path = self.data_dir / "logs" / f"{name}.log"
         if not path.exists():
@@ -148,12 +152,15 @@ def trivial_server() -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def _serving(args: list[str], url: str, what: str, ready: str | None = None) -> Iterator[subprocess.Popen[str]]:
+def _serving(
+    args: list[str], url: str, what: str, ready: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """A bench process until the block ends: started, waited for (``url`` answers, or ``ready`` on
     its stdout), stopped with SIGINT."""
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=REPO,
+        env=env,
         stdout=subprocess.PIPE if ready else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -182,15 +189,18 @@ def _serving(args: list[str], url: str, what: str, ready: str | None = None) -> 
 
 
 @contextlib.contextmanager
-def bare_hop(nats_url: str, responder_kind: str = "raw") -> Iterator[tuple[str, dict[str, int]]]:
+def bare_hop(
+    nats_url: str, responder_kind: str = "raw", bus_dir: Path | None = None
+) -> Iterator[tuple[str, dict[str, int]]]:
     """Reference (r): its URL and the process ids of its HTTP front and its responder (raw nats-py, or
-    one of the others ``bench.bare_hop`` offers)."""
+    one of the others ``bench.bare_hop`` offers). ``bus_dir``: the system's bus folder (identities)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     respond = ["bench.bare_hop", "respond", nats_url, responder_kind]
+    env = {**os.environ, "CODITECT_BUS_DIR": str(bus_dir)} if bus_dir is not None else None
     with (
-        _serving(respond, url, f"the bare-hop responder ({responder_kind})", ready="ready") as responder,
-        _serving(["bench.bare_hop", "http", str(port), nats_url], url, "the bare-hop front") as front,
+        _serving(respond, url, f"the bare-hop responder ({responder_kind})", ready="ready", env=env) as responder,
+        _serving(["bench.bare_hop", "http", str(port), nats_url], url, "the bare-hop front", env=env) as front,
     ):
         yield url, {"hop front": front.pid, "hop responder": responder.pid}
 

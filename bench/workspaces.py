@@ -22,6 +22,7 @@ import orjson
 import psutil
 
 from bench.common import Options, Row, log, percentile
+from bench.file_events import scratch_nats
 from bench.system import System, call_json
 from contracts import subjects
 
@@ -35,7 +36,7 @@ RSS_GOAL_MB = 60.0
 
 async def _register_to_ready(system: System, count: int) -> tuple[list[float], float]:
     """Seconds from POST /auth/register to the user's workspace.provisioned event, one registration at a time."""
-    nc = await nats.connect(f"nats://127.0.0.1:{system.nats_port}")
+    nc = await nats.connect(f"nats://127.0.0.1:{system.nats_port}", **system.connect_options("gateway"))
     ready: dict[str, float] = {}
 
     async def on_ready(msg: Any) -> None:
@@ -87,7 +88,20 @@ def _start_monitor(
 
 
 async def _monitor(system: System, burst: int, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
-    nats_url = f"nats://127.0.0.1:{system.nats_port}"
+    """The monitor alone, on a scratch nats-server of its own (open, with the file stream): what is
+    measured is the monitor, not the system's permissions."""
+    with scratch_nats() as nats_url:
+        setup = await nats.connect(nats_url)
+        try:
+            await setup.jetstream().add_stream(
+                name=subjects.FILE_EVENTS_STREAM, subjects=list(subjects.FILE_EVENTS_SUBJECTS)
+            )
+        finally:
+            await setup.close()
+        return await _monitor_on(nats_url, burst, seconds)
+
+
+async def _monitor_on(nats_url: str, burst: int, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
     tenant, user = uuid.uuid4(), uuid.uuid4()
     from contracts.provisioning import workspace_id
 

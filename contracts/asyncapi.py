@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contracts import subjects
+from contracts.audit import Checkpoint
 from contracts.catalog import EVENTS, OPERATIONS
 from contracts.envelope import Reply
 from contracts.events import Event
@@ -75,6 +76,12 @@ def build() -> dict[str, Any]:
         "address": "fevt.>",
         "messages": {"event": {"$ref": "#/components/messages/Event"}},
         "description": f"High-volume file-change events on JetStream stream {subjects.FILE_EVENTS_STREAM}.",
+    }
+    channels["auditcp_all"] = {
+        "address": "auditcp.>",
+        "messages": {"checkpoint": {"payload": _schema(Checkpoint, schemas)}},
+        "description": f"Signed audit checkpoints, auditcp.<tenant>, on JetStream stream "
+        f"{subjects.AUDIT_CHECKPOINTS_STREAM} (deny delete, deny purge).",
     }
     return {
         "asyncapi": "3.0.0",

@@ -31,6 +31,8 @@ CHANGE_PASSWORD: Final = rpc(SERVICE, "change_password")
 GET_TENANT: Final = rpc(SERVICE, "get_tenant")
 LIST_TENANT_USERS: Final = rpc(SERVICE, "list_tenant_users")
 ADD_TENANT_USER: Final = rpc(SERVICE, "add_tenant_user")
+REMOVE_TENANT_USER: Final = rpc(SERVICE, "remove_tenant_user")
+DELETE_TENANT: Final = rpc(SERVICE, "delete_tenant")
 
 # Event types (published on ``evt.auth.<name>``).
 USER_REGISTERED: Final = "auth.user_registered"
@@ -150,6 +152,12 @@ class Login(BusRequest):
     email: Email
     password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX, repr=False)]
     device_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    device_token: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None,
+        repr=False,
+        description="The device_token an earlier successful login of this account returned: the login is then "
+        "held only by the account's own lockout, not by the per-address throttle. An invalid one is ignored.",
+    )
 
 
 class Refresh(BusRequest):
@@ -210,6 +218,16 @@ class AddTenantUser(BusRequest):
     role: Role = "member"
 
 
+class RemoveTenantUser(BusRequest):
+    """Remove a user of the caller's tenant (admins only): their login ends, every device is revoked."""
+
+    user_id: UUID
+
+
+class DeleteTenant(BusRequest):
+    """Delete the caller's tenant with every user (admins only)."""
+
+
 # Replies.
 class UserPublic(BaseModel):
     """A user as clients see it: never a password hash."""
@@ -239,6 +257,10 @@ class TokenPair(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     user: UserPublic
+    device_token: str | None = Field(
+        default=None,
+        description="Login only: send it back on this account's next login from this device (see Login.device_token).",
+    )
 
 
 class Device(BaseModel):
@@ -296,9 +318,18 @@ class UserRemovedData(BaseModel):
     """``data`` of ``auth.user_removed``."""
 
     user_id: UUID
+    removed_by: UUID | None = Field(default=None, description="The admin who removed the user.")
 
 
 class TenantDeletedData(BaseModel):
-    """``data`` of ``auth.tenant_deleted``: every user the tenant had when it was deleted."""
+    """``data`` of ``auth.tenant_deleted``: every user the tenant had when it was deleted.
+
+    A tenant is deleted a batch of users per transaction (store limits), and each batch publishes one
+    event naming the users it deleted: every user appears in exactly one event of the deletion, and
+    the last one (``complete``) is published when the tenant itself is gone. A consumer acts on each
+    event's ``user_ids`` as they come."""
 
     user_ids: list[UUID]
+    complete: bool = Field(
+        default=True, description="False on every event but the last of a deletion that took several batches."
+    )

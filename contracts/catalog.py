@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from contracts import auth, provisioning, session, subjects
+from contracts import audit, auth, file_event, provisioning, session, subjects
 from contracts.envelope import Reply
 from contracts.events import Event
 from contracts.health import Ping, Pong
@@ -45,6 +45,10 @@ OPERATIONS: list[Operation] = [
     Operation(auth.GET_TENANT, auth.GetTenant, auth.TenantPublic, "The caller's tenant"),
     Operation(auth.LIST_TENANT_USERS, auth.ListTenantUsers, auth.UserPage, "Users of the caller's tenant"),
     Operation(auth.ADD_TENANT_USER, auth.AddTenantUser, auth.UserPublic, "Add a user to the caller's tenant"),
+    Operation(
+        auth.REMOVE_TENANT_USER, auth.RemoveTenantUser, auth.Revoked, "Remove a user of the caller's tenant (admins)"
+    ),
+    Operation(auth.DELETE_TENANT, auth.DeleteTenant, auth.Revoked, "Delete the caller's tenant and its users (admins)"),
     Operation(session.CREATE, session.CreateSession, session.Session, "Open a workspace session for the caller"),
     Operation(session.LIST, session.ListSessions, session.SessionPage, "A user's sessions, most recent first"),
     Operation(session.GET, session.GetSession, session.Session, "One of the caller's sessions"),
@@ -59,6 +63,19 @@ OPERATIONS: list[Operation] = [
         provisioning.Workspace,
         "Provision the caller's workspace again (accepted; done in the background)",
     ),
+    Operation(audit.LIST_EVENTS, audit.ListAuditEvents, audit.AuditPage, "Audit records the caller may see"),
+    Operation(audit.VERIFY, audit.VerifyAudit, audit.VerifyResult, "Recompute the tenant's chain (admins)"),
+    Operation(audit.EXPORT_PAGE, audit.ExportPage, audit.ExportChunk, "One NDJSON page of the trail (admins)"),
+    Operation(audit.GET_KEYS, audit.GetAuditKeys, audit.AuditKeys, "Public keys that sign audit checkpoints"),
+    Operation(
+        file_event.INGEST,
+        file_event.IngestFileEvents,
+        file_event.Accepted,
+        "Put the caller's file changes on the file stream (on their workspace's subject)",
+    ),
+    Operation(file_event.LIST_EVENTS, file_event.ListFileEvents, file_event.FileEventPage, "The caller's file events"),
+    Operation(file_event.LIST_FILES, file_event.ListFiles, file_event.FilePage, "The caller's current files"),
+    Operation(file_event.HISTORY, file_event.FileHistory, file_event.FileEventPage, "One path's events"),
 ]
 
 EVENTS: list[EventChannel] = [
@@ -81,6 +98,18 @@ EVENTS: list[EventChannel] = [
         auth.SessionsRevokedData,
     ),
     EventChannel(auth.PASSWORD_CHANGED, subjects.EVENTS_STREAM, "A user changed their password"),
+    EventChannel(
+        auth.USER_REMOVED,
+        subjects.EVENTS_STREAM,
+        "An admin removed a user from their tenant (their sessions end, their workspace is deprovisioned)",
+        auth.UserRemovedData,
+    ),
+    EventChannel(
+        auth.TENANT_DELETED,
+        subjects.EVENTS_STREAM,
+        "A tenant was deleted with its users: one event per batch of users, the last one marked complete",
+        auth.TenantDeletedData,
+    ),
     EventChannel(session.SESSION_CREATED, subjects.EVENTS_STREAM, "A session was opened", session.SessionEventData),
     EventChannel(
         session.SESSION_UPDATED,
@@ -113,6 +142,12 @@ EVENTS: list[EventChannel] = [
         subjects.EVENTS_STREAM,
         "A workspace was removed (its user was removed or their tenant deleted)",
         provisioning.WorkspaceEventData,
+    ),
+    EventChannel(
+        file_event.FILE_CHANGED,
+        subjects.EVENTS_STREAM,
+        "Files of a workspace changed: one per workspace per committed ingest batch (live push and audit)",
+        file_event.FileChangedData,
     ),
 ]
 

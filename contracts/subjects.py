@@ -20,6 +20,10 @@ FILE_EVENTS_STREAM: Final = "CODITECT_FILE_EVENTS"
 FILE_EVENTS_SUBJECTS: Final = ("fevt.>",)
 AUDIT_CHECKPOINTS_STREAM: Final = "CODITECT_AUDIT_CHECKPOINTS"
 AUDIT_CHECKPOINTS_SUBJECTS: Final = ("auditcp.>",)
+# Messages a consumer can never handle, kept for an operator (``deadletter.<service>``): outside
+# ``evt.>`` and ``fevt.>``, so nothing consumes them by accident.
+DEAD_LETTER_STREAM: Final = "CODITECT_DEAD_LETTERS"
+DEAD_LETTER_SUBJECTS: Final = ("deadletter.>",)
 
 # The namespace of each service's event types (``<namespace>.<name>`` on ``evt.<namespace>.<name>``):
 # a service publishes only under its own namespace.
@@ -54,6 +58,10 @@ def ping(service: str) -> str:
 def file_subject(tenant_id: object, user_id: object, workspace_id: object) -> str:
     """The subject a workspace's file changes are published on: ``fevt.<tenant>.<user>.<workspace>``."""
     return f"fevt.{tenant_id}.{user_id}.{workspace_id}"
+
+
+def dead_letter_subject(service: str) -> str:
+    return f"deadletter.{service}"
 
 
 def audit_checkpoint_subject(tenant_id: object) -> str:

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
 import pydantic_core
 from faststream.exceptions import IncorrectState
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsNKey
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js.api import StreamConfig
+from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ValidationError
@@ -24,17 +27,64 @@ from pydantic import BaseModel, ValidationError
 from contracts import subjects
 from contracts.envelope import ErrorCode, Reply
 from contracts.events import Event
+from shared.buspolicy import inbox_prefix
+from shared.settings import CommonSettings
 from shared.telemetry import inject_trace
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class BusIdentity:
+    """Who a process is on the bus: its identity's name (its inbox prefix) and its nkey seed file."""
+
+    name: str
+    seed_file: Path | None = None
+
+    @property
+    def inbox(self) -> str:
+        return inbox_prefix(self.name)
+
+    def connect_options(self) -> dict[str, Any]:
+        """For ``nats.connect``."""
+        # The client name puts the identity in the server's log lines (a refusal names who was refused).
+        options: dict[str, Any] = {"inbox_prefix": self.inbox, "name": f"coditect-{self.name}"}
+        if self.seed_file is not None:
+            options["nkeys_seed"] = str(self.seed_file)
+        return options
+
+
+_warned_anonymous: set[str] = set()
+
+
+def identity_from(settings: CommonSettings, name: str) -> BusIdentity:
+    """The process's identity from its settings; without a seed file it connects anonymously (a
+    developer's open server), said once."""
+    if settings.nats_seed_file is None and name not in _warned_anonymous:
+        _warned_anonymous.add(name)
+        log.warning("%s has no NATS credentials (CODITECT_NATS_SEED_FILE); connecting anonymously", name)
+    return BusIdentity(name, settings.nats_seed_file)
+
+
 DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+class _Broker(NatsBroker):
+    """A broker whose JetStream subscribers take their delivery inboxes under the identity's prefix
+    (FastStream's default is the plain ``_INBOX.``, which no identity may subscribe to)."""
+
+    delivery_inbox: bytes = b"_INBOX."
+
+    def subscriber(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("inbox_prefix", self.delivery_inbox)
+        return super().subscriber(*args, **kwargs)
 
 
 def make_broker(
     url: str,
     client_name: str,
     *,
+    identity: BusIdentity | None = None,
     tracer_provider: TracerProvider | None = None,
     graceful_timeout: float = 10.0,
 ) -> NatsBroker:
@@ -44,8 +94,9 @@ def make_broker(
     async def reconnected() -> None:
         log.info("reconnected to NATS at %s", url)
 
+    identity = identity or BusIdentity(client_name)
     middlewares = [NatsTelemetryMiddleware(tracer_provider=tracer_provider)] if tracer_provider else []
-    return NatsBroker(
+    broker = _Broker(
         url,
         name=client_name,
         logger=None,
@@ -56,14 +107,25 @@ def make_broker(
         reconnected_cb=reconnected,
         graceful_timeout=graceful_timeout,
         middlewares=middlewares,
+        inbox_prefix=identity.inbox,
+        security=NatsNKey.from_file(identity.seed_file) if identity.seed_file is not None else None,
     )
+    broker.delivery_inbox = identity.inbox.encode() + b"."
+    return broker
 
 
 async def _quiet(error: Exception) -> None:
     """Connection errors while probing are reported once per attempt by ``wait_for_nats``."""
 
 
-async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None, max_delay: float = 15.0) -> None:
+async def wait_for_nats(
+    url: str,
+    who: str,
+    *,
+    identity: BusIdentity | None = None,
+    stop: asyncio.Event | None = None,
+    max_delay: float = 15.0,
+) -> None:
     """Return once NATS answers; until then log one clear line per attempt and back off."""
     delay = 0.5
     attempt = 0
@@ -78,6 +140,7 @@ async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.1,
                 error_cb=_quiet,
+                **(identity or BusIdentity(who)).connect_options(),
             )
         except Exception as error:
             log.error(
@@ -104,6 +167,9 @@ async def wait_for_nats(url: str, who: str, *, stop: asyncio.Event | None = None
 # service keeps what must last; everyone else reads the stream within minutes.
 EVENTS_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 FILE_EVENTS_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+# Dead letters wait for an operator: kept longer, bounded in bytes so a flood of poison cannot fill the disk.
+DEAD_LETTERS_MAX_AGE_SECONDS = 30 * 24 * 3600.0
+DEAD_LETTERS_MAX_BYTES = 1024 * 1024 * 1024
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -120,13 +186,33 @@ def stream_configs() -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             max_age=FILE_EVENTS_MAX_AGE_SECONDS,
         ),
+        StreamConfig(
+            name=subjects.DEAD_LETTER_STREAM,
+            subjects=list(subjects.DEAD_LETTER_SUBJECTS),
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=DEAD_LETTERS_MAX_AGE_SECONDS,
+            max_bytes=DEAD_LETTERS_MAX_BYTES,
+        ),
+        # Signed audit checkpoints, kept forever and never deletable: the copy a store-writer cannot rewrite.
+        StreamConfig(
+            name=subjects.AUDIT_CHECKPOINTS_STREAM,
+            subjects=list(subjects.AUDIT_CHECKPOINTS_SUBJECTS),
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            deny_delete=True,
+            deny_purge=True,
+        ),
     ]
 
 
 async def ensure_streams(broker: NatsBroker) -> None:
+    """``create_streams`` on a broker's connection (the caller's identity must be allowed to)."""
+    await create_streams(broker.config.connection_state.stream)
+
+
+async def create_streams(js: JetStreamContext) -> None:
     """Create the JetStream streams every service relies on, if missing. An existing stream is left
-    as it is: an operator may have tuned its limits, and a starting process must not undo that."""
-    js = broker.config.connection_state.stream
+    as it is: an operator may have tuned its limits, and a starting process must not undo that.
+    Only the bootstrap identity may create streams (``shared.bootstrap``); services wait for them."""
     for config in stream_configs():
         assert config.name is not None
         try:
@@ -137,7 +223,12 @@ async def ensure_streams(broker: NatsBroker) -> None:
 
 
 async def request(
-    connection: Client, subject: str, payload: BaseModel | dict[str, Any] | bytes, *, timeout: float
+    connection: Client,
+    subject: str,
+    payload: BaseModel | dict[str, Any] | bytes,
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     """Send a request and return its reply; no responders and timeouts become error replies."""
     if isinstance(payload, bytes):
@@ -146,7 +237,7 @@ async def request(
         body = pydantic_core.to_json(payload)
     else:
         body = orjson.dumps(payload)
-    headers: dict[str, str] = {}
+    headers = dict(headers) if headers else {}
     # The raw client, not broker.request: on the gateway's hot path FastStream's publish pipeline
     # cost a third of its CPU. The trace context is written here instead of by its middleware; the
     # dispatcher reads every body as JSON, so no content-type travels.

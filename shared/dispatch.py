@@ -30,6 +30,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Tracer
 from pydantic import BaseModel, ValidationError
 
 from contracts.envelope import ErrorCode, Reply
+from shared import callerproof
 from shared.errors import ServiceError
 from shared.store.base import StoreUnavailable
 from shared.telemetry import remote_parent, unrecorded_span
@@ -82,6 +83,15 @@ def failure(error: Exception, handler: str) -> bytes:
     return reply.model_dump_json(exclude_none=True).encode()
 
 
+def identity_of(reply_to: str | None) -> str:
+    """The bus identity a request came from, as its reply inbox names it (``_INBOX.<identity>.…``;
+    only that identity may subscribe there, so only it could read the answer)."""
+    if not reply_to:
+        return "unknown (no reply subject)"
+    parts = reply_to.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "_INBOX" else f"unknown (reply to {reply_to})"
+
+
 class Endpoint:
     """One subject: its request model, its handler, and how many of its messages run at once."""
 
@@ -106,11 +116,21 @@ class Endpoint:
         self.name = getattr(handler, "__name__", subject)
         self._slots = asyncio.Semaphore(max_workers)
 
-    async def answer(self, data: bytes) -> bytes:
+    async def answer(self, data: bytes, headers: dict[str, str] | None = None, reply_to: str | None = None) -> bytes:
         """The reply to one request body."""
         try:
             # An empty body is an empty object, as FastStream decoded it.
             message = self.model.model_validate_json(data) if data else self.model.model_validate({})
+            verifier = self.dispatcher.caller_verifier
+            if verifier is not None:
+                caller = getattr(message, "caller", None)
+                if caller is not None:
+                    # Before any handler sees it: a caller counts only as the gateway vouched for it.
+                    try:
+                        verifier.check(caller, headers.get(callerproof.HEADER) if headers else None)
+                    except callerproof.CallerUnverified as error:
+                        log.warning("refused %s from bus identity %s: %s", self.subject, identity_of(reply_to), error)
+                        raise ServiceError(ErrorCode.CALLER_UNVERIFIED, str(error)) from None
             return success(await self.handler(message))
         except Exception as error:  # not a cancellation: a stopping service gives no answer
             return failure(error, self.name)
@@ -120,7 +140,7 @@ class Endpoint:
         span = self.dispatcher.span(self.subject, msg.headers)
         token = otel_context.attach(trace.set_span_in_context(span, _ROOT))
         try:
-            reply = await self.answer(msg.data)
+            reply = await self.answer(msg.data, msg.headers, msg.reply)
         finally:
             otel_context.detach(token)
             span.end()
@@ -156,9 +176,17 @@ class Endpoint:
 class Dispatcher:
     """The request/reply endpoints of one process, on one nats-py connection."""
 
-    def __init__(self, *, tracer: Tracer | None = None, graceful_timeout: float = 10.0) -> None:
-        """``tracer``: an SDK tracer when spans are exported; without one, spans carry ids only."""
+    def __init__(
+        self,
+        *,
+        tracer: Tracer | None = None,
+        graceful_timeout: float = 10.0,
+        caller_verifier: callerproof.CallerVerifier | None = None,
+    ) -> None:
+        """``tracer``: an SDK tracer when spans are exported; without one, spans carry ids only.
+        ``caller_verifier``: when set, a request's caller needs the gateway's assertion."""
         self.tracer = tracer
+        self.caller_verifier = caller_verifier
         self.graceful_timeout = graceful_timeout
         self.endpoints: list[Endpoint] = []
         self._subscriptions: list[Subscription] = []

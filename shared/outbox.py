@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from shared.store import Store, Transaction
 log = logging.getLogger(__name__)
 
 BATCH = 100
+CLEAR_BATCH = 1000  # published rows cleared per transaction at most
 T = TypeVar("T")
 
 Staged = list[tuple[bytes, Event]]
@@ -74,6 +76,10 @@ class Outbox:
         self.dead_letters = dead_letters
         self.broker = broker
         self._lock = asyncio.Lock()
+        # Published rows waiting for the clear transaction that is running or the next one.
+        self._to_clear: list[bytes] = []
+        self._next_clear: asyncio.Future[None] | None = None  # done when the queued keys are cleared
+        self._clearer: asyncio.Task[None] | None = None
 
     def stage(self, tx: Transaction, event: Event) -> None:
         key = self.space.pack((time.time_ns(), str(event.id)))
@@ -93,47 +99,101 @@ class Outbox:
         result = await self.store.run(attempt)
         return result, attempts[-1].staged  # the store returns after the attempt that committed
 
-    async def publish(self, staged: Staged) -> None:
-        """Publish events a committed transaction staged, from memory, then clear their rows: one
-        transaction instead of reading them back first. A row this leaves (the bus failed) is
-        delivered by the loop; one both send is a duplicate JetStream drops by its ``Nats-Msg-Id``."""
-        published: list[bytes] = []
+    async def publish(self, staged: Staged, *, wait_for_clear: bool = True) -> None:
+        """Publish events a committed transaction staged, from memory, then clear their rows: no
+        read-back. The events are sent together and their acks awaited together (one round trip to
+        JetStream, not one per event); a row is cleared only once its event's ack came. A row this
+        leaves (the bus failed) is delivered by the loop; one both send is a duplicate JetStream drops
+        by its ``Nats-Msg-Id``. Raises the first failure, after clearing what did go out. Without
+        ``wait_for_clear`` it returns once the acks came and the clear commits behind it (a request
+        need not wait: a row a crash leaves is re-published, and dropped as a duplicate by id)."""
+        if not staged:
+            return
+        outcomes = await self._publish_all([event for _, event in staged])
+        published = [key for (key, _), outcome in zip(staged, outcomes, strict=True) if outcome is None]
+        if published:
+            cleared = self._queue_clear(published)
+            if wait_for_clear:
+                await asyncio.shield(cleared)
+        for outcome in outcomes:
+            if outcome is not None:
+                raise outcome
+
+    async def _publish_all(self, events: list[Event]) -> list[Exception | None]:
+        """Publish every event at once (in order on the one connection) and wait for their acks;
+        per event, None once acknowledged or the error."""
+        if len(events) == 1:  # the common case, without a task per event
+            try:
+                await bus.publish_event(self.broker, events[0])
+            except Exception as error:
+                return [error]
+            return [None]
+        results = await asyncio.gather(*(bus.publish_event(self.broker, e) for e in events), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancellation and the like are not a publish failure
+        return [result if isinstance(result, Exception) else None for result in results]
+
+    def _queue_clear(self, keys: list[bytes]) -> asyncio.Future[None]:
+        """Clear published rows, sharing one transaction with every other request's rows that arrive
+        while a clear is running (the requests of a busy service: one commit for many, not one
+        each). The future is done once these keys' transaction committed."""
+        self._to_clear.extend(keys)
+        if self._next_clear is None:
+            self._next_clear = asyncio.get_running_loop().create_future()
+            self._next_clear.add_done_callback(_retrieve)
+        waiting = self._next_clear
+        if self._clearer is None:
+            self._clearer = asyncio.create_task(self._clear_queued())
+        return waiting
+
+    async def _clear_queued(self) -> None:
         try:
-            for key, event in staged:
-                await bus.publish_event(self.broker, event)
-                published.append(key)
+            while self._to_clear:
+                keys, self._to_clear = self._to_clear[:CLEAR_BATCH], self._to_clear[CLEAR_BATCH:]
+                done = self._next_clear
+                if not self._to_clear:
+                    self._next_clear = None  # keys queued from now on wait for the next transaction
+                try:
+                    await self.store.run(functools.partial(self._clear, published=keys, undecodable=[]))
+                except Exception as error:  # the rows stay: the loop re-publishes them (deduplicated)
+                    if done is not None and done is not self._next_clear:
+                        done.set_exception(error)
+                    continue
+                if done is not None and done is not self._next_clear:
+                    done.set_result(None)
         finally:
-            if published:
-                await self.store.run(lambda tx: self._clear(tx, published, []))
+            self._clearer = None
 
     async def flush(self) -> int:
-        """Publish staged events in order; returns how many rows were handled (published or dead-lettered)."""
+        """Publish staged events (together, in order), clear those acknowledged; returns how many rows
+        were handled (published or dead-lettered)."""
         async with self._lock:
             begin, end = self.space.range().start, self.space.range().stop
             pending = await self.store.run(lambda tx: tx.get_range(begin, end, limit=BATCH))
-            published: list[bytes] = []
+            decoded: list[tuple[bytes, Event]] = []
             undecodable: list[tuple[bytes, bytes]] = []
-            try:
-                for key, value in pending:
-                    try:
-                        event = Event.model_validate_json(value)
-                    except ValidationError:
-                        undecodable.append((key, value))
-                        continue
-                    await bus.publish_event(self.broker, event)
-                    published.append(key)
-            finally:
-                if published or undecodable:
-                    await self.store.run(lambda tx: self._clear(tx, published, undecodable))
-                    for key, _ in undecodable:
-                        log.error("outbox row %r cannot be decoded; moved to the dead-letter keys", key)
+            for key, value in pending:
+                try:
+                    decoded.append((key, Event.model_validate_json(value)))
+                except ValidationError:
+                    undecodable.append((key, value))
+            outcomes = await self._publish_all([event for _, event in decoded]) if decoded else []
+            published = [key for (key, _), outcome in zip(decoded, outcomes, strict=True) if outcome is None]
+            if published or undecodable:
+                await self.store.run(lambda tx: self._clear(tx, published, undecodable))
+                for key, _ in undecodable:
+                    log.error("outbox row %r cannot be decoded; moved to the dead-letter keys", key)
+            for outcome in outcomes:
+                if outcome is not None:
+                    raise outcome
             return len(published) + len(undecodable)
 
     async def publish_soon(self, within: float, staged: Staged | None = None) -> None:
         """After a commit: publish what it staged (from memory; without ``staged``, whatever the
         outbox holds), for ``within`` seconds at most. The change is committed whatever happens
         here; what is not out in time, the background loop delivers."""
-        sending = self.publish(staged) if staged is not None else self.flush()
+        sending = self.publish(staged, wait_for_clear=False) if staged is not None else self.flush()
         try:
             await asyncio.wait_for(asyncio.shield(sending), within)
         except TimeoutError:
@@ -158,3 +218,9 @@ class Outbox:
                 log.warning("outbox flush failed (%s); will retry", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """A clear nobody waits for any more (its requests timed out) must not log "never retrieved"."""
+    if not future.cancelled():
+        future.exception()

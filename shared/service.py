@@ -20,6 +20,7 @@ from contracts import subjects
 from contracts.events import Event
 from contracts.health import Ping, Pong
 from shared import bus
+from shared.callerproof import CallerVerifier
 from shared.dispatch import Dispatcher
 from shared.heap import freeze_startup_objects
 from shared.settings import CommonSettings
@@ -112,13 +113,17 @@ def build_context(name: str, settings: CommonSettings) -> ServiceContext:
     broker = bus.make_broker(
         settings.nats_url,
         f"coditect-{name}",
+        identity=bus.identity_from(settings, name),
         tracer_provider=tracer_provider,
         graceful_timeout=settings.graceful_timeout,
     )
     exporting = bool(settings.otel_exporter_otlp_endpoint)
+    if settings.caller_public_key is None:
+        log.warning("%s has no CODITECT_CALLER_PUBLIC_KEY: callers are believed without the gateway's assertion", name)
     dispatcher = Dispatcher(
         tracer=tracer_provider.get_tracer(f"coditect.{name}") if exporting else None,
         graceful_timeout=settings.graceful_timeout,
+        caller_verifier=CallerVerifier(settings.caller_public_key) if settings.caller_public_key else None,
     )
     return ServiceContext(
         name=name, settings=settings, broker=broker, dispatcher=dispatcher, store=open_store(settings, name)
@@ -138,11 +143,12 @@ async def serve(
     tasks: list[asyncio.Task[None]] = []
     try:
         while True:
-            await bus.wait_for_nats(ctx.settings.nats_url, ctx.name, stop=stop)
+            await bus.wait_for_nats(
+                ctx.settings.nats_url, ctx.name, identity=bus.identity_from(ctx.settings, ctx.name), stop=stop
+            )
             try:
-                # Streams before subscribers: a durable JetStream consumer cannot bind to a missing stream.
-                await asyncio.wait_for(ctx.broker.connect(), 10)
-                await bus.ensure_streams(ctx.broker)
+                # The bootstrap identity creates the streams (shared.bootstrap); a durable consumer
+                # cannot bind to a missing stream, so until then starting fails here and is retried.
                 await asyncio.wait_for(ctx.broker.start(), 10)
                 await ctx.dispatcher.start(ctx.broker.config.connection_state.connection)
                 break

@@ -14,6 +14,26 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_seed_file: Path | None = Field(
+        default=None,
+        description="This process's NATS nkey seed (a 0600 file; ./dev up creates one per identity under "
+        "<data>/bus). Without it the process connects anonymously and says so once.",
+    )
+    bus_dir: Path | None = Field(
+        default=None,
+        description="The bus folder (identities and nats-server configuration, <data>/bus under ./dev up). Set "
+        "only for the process that issues workspace monitor credentials (provisioning).",
+    )
+    caller_public_key: str | None = Field(
+        default=None,
+        description="Services: the caller-assertion public keys they trust (base64url Ed25519, comma-separated: "
+        "the gateway's and the operator tools'). When set, a request's caller is believed only with a "
+        "valid assertion by one of them.",
+    )
+    caller_signing_key_file: Path | None = Field(
+        default=None,
+        description="Gateway and operator tools: the Ed25519 key (0600 file) they sign caller assertions with.",
+    )
     data_dir: Path = Path("data")
     fdb_cluster_file: Path | None = Field(
         default=None,

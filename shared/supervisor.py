@@ -9,6 +9,7 @@ A process that dies is restarted with backoff (and the runner says so); data sta
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import shutil
@@ -23,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from contracts.subjects import SERVICES
+from shared.bootstrap import bootstrap_streams
+from shared.busauth import BusFolder
+from shared.buspolicy import BOOTSTRAP, GATEWAY, OPERATOR, PROCESS_ROLES
+from shared.callerproof import ensure_signing_key
 
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
@@ -141,6 +145,17 @@ def ready_status(url: str) -> tuple[int, str]:
         return 0, str(error)
 
 
+def identity_env(env: dict[str, str], bus: BusFolder, name: str, trusted: str) -> dict[str, str]:
+    """A child's environment: its own nkey seed, the caller-assertion keys services trust, and for the
+    gateway the key it signs callers with."""
+    child = {**env, "CODITECT_NATS_SEED_FILE": str(bus.seed_file(name)), "CODITECT_CALLER_PUBLIC_KEY": trusted}
+    if name == GATEWAY:
+        child["CODITECT_CALLER_SIGNING_KEY_FILE"] = str(bus.path / f"{GATEWAY}-caller.key")
+    if name == "provisioning":
+        child["CODITECT_BUS_DIR"] = str(bus.path)  # it issues workspace monitor credentials (shared/monitorcreds.py)
+    return child
+
+
 def up() -> int:
     data_dir = Path(os.environ.get("CODITECT_DATA_DIR", "data")).resolve()
     nats_port = int(os.environ.get("CODITECT_NATS_PORT", "4222"))
@@ -154,34 +169,29 @@ def up() -> int:
             return 1
     logs = private_folder(data_dir) / "logs"
     logs.mkdir(mode=0o700, exist_ok=True)
+    nats_url = f"nats://127.0.0.1:{nats_port}"
     env = {
         **os.environ,
         "CODITECT_DATA_DIR": str(data_dir),
-        "CODITECT_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+        "CODITECT_NATS_URL": nats_url,
         "CODITECT_GATEWAY_HOST": "127.0.0.1",
         "CODITECT_GATEWAY_PORT": str(gateway_port),
         "PYTHONUNBUFFERED": "1",
     }
-    nats = Child(
-        "nats",
-        [
-            nats_server_binary(),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(nats_port),
-            "-js",
-            "-sd",
-            str(data_dir / "nats"),
-            "-n",
-            "coditect-local",
-        ],
-        logs / "nats.log",
-        env,
-    )
+    # The bus is a security boundary here too: one identity per process, permissions from
+    # shared/buspolicy.py, secrets created on first start under <data>/bus (0600, never logged).
+    bus = BusFolder(private_folder(data_dir / "bus"))
+    config = bus.write_server_config(port=nats_port, store_dir=data_dir / "nats")
+    trusted = ",".join(ensure_signing_key(bus.path / f"{name}-caller.key") for name in (GATEWAY, OPERATOR))
+    nats = Child("nats", [nats_server_binary(), "-c", str(config)], logs / "nats.log", env)
     apps = [
-        Child(name, [sys.executable, "-m", f"services.{name}"], logs / f"{name}.log", env)
-        for name in (*SERVICES, "gateway")
+        Child(
+            name,
+            [sys.executable, "-m", f"services.{name}"],
+            logs / f"{name}.log",
+            identity_env(env, bus, name, trusted),
+        )
+        for name in PROCESS_ROLES
     ]
     children = [nats, *apps]
 
@@ -201,6 +211,18 @@ def up() -> int:
         nats.signal(signal.SIGTERM)
         nats.wait(time.monotonic() + 5)
         return 1
+    try:
+        asyncio.run(bootstrap_streams(nats_url, bus.seed_file(BOOTSTRAP), timeout=20))
+    except Exception as error:
+        say(f"error: could not create the JetStream streams ({error}); see {nats.log_path}")
+        nats.signal(signal.SIGTERM)
+        nats.wait(time.monotonic() + 5)
+        return 1
+    say(
+        f"bus identities in {bus.path}; operator tools: CODITECT_NATS_URL={nats_url} "
+        f"CODITECT_NATS_SEED_FILE={bus.seed_file(OPERATOR)} "
+        f"CODITECT_CALLER_SIGNING_KEY_FILE={bus.path / (OPERATOR + '-caller.key')} python -m shared.operator ..."
+    )
     for child in apps:
         child.start()
     ready_url = f"http://127.0.0.1:{gateway_port}/api/v5/ready"

@@ -47,6 +47,30 @@ def gateway_overrides() -> dict[str, Any]:
     return {}
 
 
+# ---- file_event (issue 10): the file-event service in the system fixture ----
+@pytest.fixture
+def file_event_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the file-event service (batch sizes, max_deliver)."""
+    return {}
+
+
+@pytest.fixture
+def file_event_in_process() -> bool:
+    """Whether ``system`` runs the file-event service in this process (a test may run it as a child)."""
+    return True
+
+
+async def start_file_event(env: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    from services.file_event.app import build
+    from services.file_event.settings import FileEventSettings
+
+    settings = FileEventSettings(**env, **overrides)
+    return await start_service("file_event", settings, build(settings))
+
+
+# ---- end file_event ----
+
+
 @pytest.fixture
 async def system(
     nats: NatsServer,
@@ -57,6 +81,9 @@ async def system(
     gateway_overrides: dict[str, Any],
     provisioning_in_process: bool,
     provisioning_overrides: dict[str, Any],
+    audit_overrides: dict[str, Any],
+    file_event_overrides: dict[str, Any],
+    file_event_in_process: bool,
 ) -> AsyncIterator[Gateway]:
     """Every service and the gateway, in this process, on a real NATS and the real embedded store."""
     from contracts.subjects import SERVICES
@@ -75,23 +102,47 @@ async def system(
     if session_in_process:
         session_settings = SessionSettings(**env, **session_overrides)
         running.append(await start_service("session", session_settings, build_session(session_settings)))
+    if file_event_in_process:
+        running.append(await start_file_event(env, file_event_overrides))
     for name in SERVICES:
         if name == "provisioning" and provisioning_in_process:
             running.append(await start_provisioning(env, provisioning_overrides))
-        elif name not in ("auth", "session"):
+        elif name == "audit":
+            running.append(await start_audit(env, audit_overrides))
+        elif name not in ("auth", "session", "file_event"):
             running.append(await start_service(name, CommonSettings(**env), lambda ctx: None))
     settings = GatewaySettings(**env, **gateway_overrides, gateway_port=free_port())
     try:
         async with running_gateway(settings) as gateway:
             gateway.services = {r.ctx.name: r for r in running}
+            gateway.nats = nats
             # Tests begin once /ready is 200 (a test running session as its own child starts it later).
-            if session_in_process:
+            if session_in_process and file_event_in_process:
                 await wait_ready(gateway)
             yield gateway
     finally:
         await asyncio.gather(*(r.shutdown() for r in running), return_exceptions=True)
 
 
+# --- audit service (issue 11) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def audit_overrides() -> dict[str, Any]:
+    """Settings a test module may override for the audit service (e.g. the checkpoint cadence)."""
+    return {}
+
+
+async def start_audit(env: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The audit service in this process (its consumer, checkpoints and queries)."""
+    from services.audit.app import build as build_audit
+    from services.audit.settings import AuditSettings
+
+    settings = AuditSettings(**env, **overrides)
+    return await start_service("audit", settings, build_audit(settings))
+
+
+# --- end audit service ----------------------------------------------------------------------------
 # --- provisioning (issue 9): the real provisioning service in ``system``, for tests that ask ---------------
 # A module sets ``provisioning_in_process`` to True; fast timings keep the tests short.
 @pytest.fixture

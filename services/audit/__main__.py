@@ -1,7 +1,14 @@
-"""audit service process: ``python -m services.audit``. It joins the bus, owns the
-``("audit", …)`` store prefix and answers its health ping; its domain handlers are their own issue."""
+"""Audit service process: ``python -m services.audit``."""
 
-from shared.service import run_bare_service
+from services.audit.app import SERVICE, build
+from services.audit.settings import AuditSettings
+from shared.service import run_service
+
+
+def main() -> None:
+    settings = AuditSettings()
+    run_service(SERVICE, settings, build(settings))
+
 
 if __name__ == "__main__":
-    run_bare_service("audit")
+    main()

@@ -7,12 +7,13 @@ from datetime import timedelta
 from services.auth import repository as repo
 from services.auth.attempts import forget_stale_addresses
 from services.auth.context import AuthContext
+from services.auth.device_tokens import DeviceTokens
 from services.auth.handlers import published_after_retire, register_handlers
 from services.auth.keyring import KeyRing
-from services.auth.keys import KeyEncryptionError, KeyEncryptionKey, read_or_create_kek_file
 from services.auth.passwords import PasswordHashing
 from services.auth.settings import AuthSettings
 from shared.outbox import Outbox
+from shared.sealed_keys import KeyEncryptionKey, load_kek
 from shared.service import Register, ServiceContext
 
 SERVICE = "auth"
@@ -20,21 +21,12 @@ SERVICE = "auth"
 
 def key_encryption_key(settings: AuthSettings) -> KeyEncryptionKey:
     """The KEK from its mounted file; on the embedded store, generated locally when none is configured."""
-    path = settings.signing_key_encryption_key_file
-    if path is not None:
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise KeyEncryptionError(f"cannot read the key-encryption key file {path}: {error.strerror}") from error
-        return KeyEncryptionKey.from_text(text, source=str(path))
-    if settings.fdb_cluster_file is not None:
-        # A KEK generated inside one container would differ between replicas and die with the container.
-        raise KeyEncryptionError(
-            "CODITECT_SIGNING_KEY_ENCRYPTION_KEY_FILE must name the key-encryption key file when the store is "
-            "FoundationDB"
-        )
-    generated = settings.data_dir / "secrets" / "auth-kek"
-    return KeyEncryptionKey.from_text(read_or_create_kek_file(generated), source=str(generated))
+    return load_kek(
+        settings.signing_key_encryption_key_file,
+        generated=settings.data_dir / "secrets" / "auth-kek",
+        setting="CODITECT_SIGNING_KEY_ENCRYPTION_KEY_FILE",
+        on_fdb=settings.fdb_cluster_file is not None,
+    )
 
 
 def build(settings: AuthSettings) -> Register:
@@ -61,7 +53,15 @@ def build(settings: AuthSettings) -> Register:
             rotation_min_interval=timedelta(seconds=settings.signing_key_rotation_min_interval_seconds),
         )
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
-        auth = AuthContext(store=ctx.store, outbox=outbox, hashing=hashing, keyring=keyring, settings=settings)
+        device_tokens = DeviceTokens(ctx.store, kek, timedelta(days=settings.device_token_ttl_days))
+        auth = AuthContext(
+            store=ctx.store,
+            outbox=outbox,
+            hashing=hashing,
+            keyring=keyring,
+            settings=settings,
+            device_tokens=device_tokens,
+        )
         register_handlers(ctx.dispatcher, auth, concurrency=settings.handler_concurrency)
         ctx.components["auth"] = auth
         ctx.background.append(lambda stop: outbox.run(stop))

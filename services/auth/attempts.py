@@ -132,10 +132,17 @@ def refusal(tx: Transaction, ctx: AuthContext, attempt: Attempt, now: float) -> 
 
 @contextlib.asynccontextmanager
 async def leased(
-    ctx: AuthContext, address: str | None, find_user: Callable[[Transaction], repo.UserRecord | None]
+    ctx: AuthContext,
+    address: str | None,
+    find_user: Callable[[Transaction], repo.UserRecord | None],
+    known_device_of: uuid.UUID | None = None,
 ) -> AsyncIterator[Attempt]:
     """Find the (active) user and lease an attempt in one transaction, or raise the refusal; on
-    leaving without a verdict, release it. ``attempt.user`` is the user as of the lease."""
+    leaving without a verdict, release it. ``attempt.user`` is the user as of the lease.
+
+    ``known_device_of`` is the account a valid device token of the request names: an attempt at
+    that very account is neither held nor counted by the per-address throttle (only by the account's
+    lockout); at any other account the token changes nothing."""
     ctx.hashing.ensure_capacity()  # a full pool refuses before anything is counted
     attempt = Attempt(ctx, None, address, secrets.token_hex(8))
 
@@ -143,6 +150,9 @@ async def leased(
         user = find_user(tx)
         attempt.user = user if user is not None and user.is_active else None
         attempt.user_id = attempt.user.id if attempt.user else None
+        attempt.address = address
+        if known_device_of is not None and attempt.user_id == known_device_of:
+            attempt.address = None
         return refusal(tx, ctx, attempt, time.time())
 
     refused = await ctx.store.run(lease)

@@ -14,6 +14,7 @@ from contracts.envelope import ErrorCode
 from contracts.events import Actor, Event
 from contracts.identity import BusRequest, Caller
 from services.auth import repository as repo
+from services.auth.device_tokens import DeviceTokens
 from services.auth.keyring import KeyRing
 from services.auth.keys import AccessClaims, sign_access_token
 from services.auth.lockout import LockoutPolicy, WindowCount
@@ -56,6 +57,7 @@ class AuthContext:
     hashing: PasswordHashing
     keyring: KeyRing
     settings: AuthSettings
+    device_tokens: DeviceTokens
     lockout: LockoutPolicy = field(init=False)
     signups: WindowCount = field(default_factory=WindowCount)  # sign-ups of this replica, this minute
 

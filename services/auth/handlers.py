@@ -11,7 +11,7 @@ from contracts import auth as api
 from contracts import subjects
 from contracts.envelope import ErrorCode
 from contracts.identity import BusRequest, Caller
-from services.auth import devices, login, profile, registration, rotation
+from services.auth import devices, login, profile, registration, removal, rotation
 from services.auth.context import AuthContext
 from services.auth.keyring import RotationTooSoon
 from shared.dispatch import Dispatcher, Handler, bind
@@ -64,6 +64,8 @@ def handler_table(ctx: AuthContext) -> list[tuple[str, type[BusRequest], Handler
         (api.GET_TENANT, api.GetTenant, bind(ctx, profile.get_tenant)),
         (api.LIST_TENANT_USERS, api.ListTenantUsers, bind(ctx, registration.list_tenant_users)),
         (api.ADD_TENANT_USER, api.AddTenantUser, bind(ctx, registration.add_tenant_user)),
+        (api.REMOVE_TENANT_USER, api.RemoveTenantUser, bind(ctx, removal.remove_tenant_user)),
+        (api.DELETE_TENANT, api.DeleteTenant, bind(ctx, removal.delete_tenant)),
     ]
 
 

@@ -28,8 +28,10 @@ def _still_current(tx: Transaction, checked: repo.UserRecord) -> repo.UserRecord
 
 
 async def login(ctx: AuthContext, message: api.Login) -> api.TokenPair:
-    """Check the password and open a new device family."""
-    async with leased(ctx, message.client.ip or "unknown", lambda tx: repo.user_by_email(tx, message.email)) as attempt:
+    """Check the password and open a new device family; hand out a device token for the next login."""
+    known_device_of = await ctx.device_tokens.holder(message.device_token)
+    address = message.client.ip or "unknown"
+    async with leased(ctx, address, lambda tx: repo.user_by_email(tx, message.email), known_device_of) as attempt:
         user = attempt.user
         if not await ctx.hashing.verify(user.password_hash if user else None, message.password):
             await attempt.fail(message, user.tenant_id if user else None, "invalid_credentials")
@@ -54,6 +56,8 @@ async def login(ctx: AuthContext, message: api.Login) -> api.TokenPair:
             expires_at=now + ctx.absolute_ttl,
         )
         refresh_token = new_refresh_token()
+        # Before the commit: a login that cannot hand out its device token opens no family.
+        device_token = await ctx.device_tokens.issue(user.id, now)
 
         def create(tx: Transaction) -> repo.UserRecord | None:
             current = _still_current(tx, user)
@@ -88,7 +92,9 @@ async def login(ctx: AuthContext, message: api.Login) -> api.TokenPair:
     if current is None:
         raise INVALID_CREDENTIALS
     await ctx.publish_staged(staged)
-    return await ctx.issue(current, session, refresh_token, now)
+    pair = await ctx.issue(current, session, refresh_token, now)
+    pair.device_token = device_token
+    return pair
 
 
 async def change_password(ctx: AuthContext, message: api.ChangePassword) -> api.Revoked:

@@ -87,6 +87,8 @@ async def _create_user(
     def create(tx: Transaction) -> None:
         if new_tenant:
             repo.put_tenant(tx, tenant)
+        elif repo.get_tenant(tx, tenant.id) is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, "tenant not found")  # deleted since it was read
         repo.insert_user(tx, user)
         ctx.outbox.stage(tx, event)
 

@@ -13,6 +13,7 @@
     ("auth", "address_failures", ip)                 → AddressFailures
     ("auth", "register_rate", ip)                    → WindowCount (registrations from one address)
     ("auth", "signing_key", created, kid)            → SigningKey
+    ("auth", "device_key", created, kid)             → DeviceKeyRecord (MAC key of device tokens, sealed)
     ("auth", "outbox", …)                            → staged events
     ("auth", "outbox_dead_letter", …)                → staged events that could not be decoded
 
@@ -52,6 +53,7 @@ FAILURES = ROOT["failures"]
 ADDRESS_FAILURES = ROOT["address_failures"]
 REGISTER_RATE = ROOT["register_rate"]
 SIGNING_KEY = ROOT["signing_key"]
+DEVICE_KEY = ROOT["device_key"]
 OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
@@ -134,6 +136,15 @@ class AuthSessionRecord(BaseModel):
         )
 
 
+class DeviceKeyRecord(BaseModel):
+    """The key that signs device tokens, sealed under the key-encryption key like the signing keys."""
+
+    kid: str
+    kek_id: str
+    sealed: str = Field(repr=False)
+    created_at: datetime
+
+
 class RefreshRecord(BaseModel):
     session_id: UUID
     generation: int
@@ -190,6 +201,33 @@ def tenant_users(
     rows = tx.get_range(begin, space.range().stop, limit=limit + 1)
     users = [user for key, _ in rows[:limit] if (user := get_user(tx, UUID(space.unpack(key)[1]))) is not None]
     return users, rows[limit - 1][0] if len(rows) > limit else None
+
+
+def tenant_user_index(tx: Transaction, tenant_id: UUID, limit: int) -> list[tuple[bytes, UUID]]:
+    """The first ``limit`` entries of a tenant's member index, oldest first: (index key, user id)."""
+    space = TENANT_USER[str(tenant_id)]
+    rows = tx.get_range(space.range().start, space.range().stop, limit=limit)
+    return [(key, UUID(space.unpack(key)[1])) for key, _ in rows]
+
+
+def delete_user(tx: Transaction, user: UserRecord) -> None:
+    """Forget a user whose families were already purged: the record, its email (free to register
+    again), its place in the tenant and its failure count."""
+    email_key = EMAIL.pack((user.email,))
+    if tx.get(email_key) == str(user.id).encode():
+        tx.clear(email_key)
+    tx.clear(TENANT_USER.pack((str(user.tenant_id), user.created_at.timestamp(), str(user.id))))
+    tx.clear(FAILURES.pack((str(user.id),)))
+    for space in (USER_SESSION[str(user.id)], PURGE[str(user.id)]):
+        tx.clear_range(space.range().start, space.range().stop)
+    tx.clear(USER.pack((str(user.id),)))
+
+
+def delete_tenant(tx: Transaction, tenant_id: UUID) -> None:
+    """Forget a tenant whose users were all deleted."""
+    space = TENANT_USER[str(tenant_id)]
+    tx.clear_range(space.range().start, space.range().stop)
+    tx.clear(TENANT.pack((str(tenant_id),)))
 
 
 # Auth sessions and refresh tokens.
@@ -291,3 +329,13 @@ def put_signing_key(tx: Transaction, key: SigningKey) -> None:
 
 def delete_signing_key(tx: Transaction, key: SigningKey) -> None:
     tx.clear(SIGNING_KEY.pack((key.created_at.timestamp(), key.kid)))
+
+
+# Device-token keys, oldest first.
+def device_keys(tx: Transaction) -> list[DeviceKeyRecord]:
+    rows = tx.get_range(DEVICE_KEY.range().start, DEVICE_KEY.range().stop)
+    return [DeviceKeyRecord.model_validate_json(value) for _, value in rows]
+
+
+def put_device_key(tx: Transaction, key: DeviceKeyRecord) -> None:
+    _save(tx, DEVICE_KEY.pack((key.created_at.timestamp(), key.kid)), key)

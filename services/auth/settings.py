@@ -37,6 +37,14 @@ class AuthSettings(TokenSettings):
     hash_login_reserve: int = Field(
         default=16, description="Places of the hash pool that sign-ups and password changes may not take."
     )
+    device_token_ttl_days: float = Field(
+        default=90.0,
+        description="A device token (handed out at login) exempts its holder's next logins to that account from the "
+        "per-address throttle for this long.",
+    )
+    tenant_deletion_batch_users: int = Field(
+        default=100, ge=1, description="Users a tenant deletion removes per store transaction (and names per event)."
+    )
     register_address_limit: int = Field(default=20, description="Sign-ups per address per window.")
     register_address_window_seconds: float = 3600.0
     register_global_limit: int = Field(default=600, description="Sign-ups per minute per auth replica.")

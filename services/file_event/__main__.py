@@ -1,7 +1,14 @@
-"""file_event service process: ``python -m services.file_event``. It joins the bus, owns the
-``("file_event", …)`` store prefix and answers its health ping; its domain handlers are their own issue."""
+"""File-event service process: ``python -m services.file_event``."""
 
-from shared.service import run_bare_service
+from services.file_event.app import SERVICE, build
+from services.file_event.settings import FileEventSettings
+from shared.service import run_service
+
+
+def main() -> None:
+    settings = FileEventSettings()
+    run_service(SERVICE, settings, build(settings))
+
 
 if __name__ == "__main__":
-    run_bare_service("file_event")
+    main()

@@ -11,17 +11,22 @@ from aiohttp import web
 
 from services.gateway import live
 from services.gateway.buslink import BusLink
-from services.gateway.deps import BUS_KEY, SETTINGS_KEY
+from services.gateway.client_address import ClientAddress, parse_networks
+from services.gateway.deps import BUS_KEY, CLIENT_ADDRESS_KEY, SETTINGS_KEY
 from services.gateway.edge import NO_ROUTE, VERIFIER_KEY, edge_for
 from services.gateway.openapi import OPENAPI_KEY, build_openapi
+from services.gateway.routes import audit as audit_routes
 from services.gateway.routes import auth as auth_routes
+from services.gateway.routes import files as file_routes
 from services.gateway.routes import ops
 from services.gateway.routes import sessions as session_routes
 from services.gateway.routes import workspaces as workspace_routes
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import JwksVerifier
-from shared.bus import ensure_streams
+from shared.bus import identity_from
+from shared.buspolicy import GATEWAY
+from shared.callerproof import CallerSigner
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -30,12 +35,26 @@ BASE_PATH = "/api/v5"
 
 
 def all_routes() -> list[Route]:
-    return [*ops.ROUTES, *auth_routes.ROUTES, *session_routes.ROUTES, *workspace_routes.ROUTES, *live.ROUTES]
+    return [
+        *ops.ROUTES,
+        *auth_routes.ROUTES,
+        *session_routes.ROUTES,
+        *workspace_routes.ROUTES,
+        *file_routes.ROUTES,
+        *audit_routes.ROUTES,
+        *live.ROUTES,
+    ]
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
     tracer_provider = setup_tracing("gateway", settings.otel_exporter_otlp_endpoint)
-    bus = BusLink(settings.nats_url, timeout=settings.request_timeout, tracer_provider=tracer_provider)
+    bus = BusLink(
+        settings.nats_url,
+        timeout=settings.request_timeout,
+        identity=identity_from(settings, GATEWAY),
+        signer=CallerSigner.from_file(settings.caller_signing_key_file) if settings.caller_signing_key_file else None,
+        tracer_provider=tracer_provider,
+    )
     verifier = JwksVerifier(
         bus,
         issuer=settings.jwt_issuer,
@@ -52,6 +71,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     routes = all_routes()
     app[SETTINGS_KEY] = settings
     app[BUS_KEY] = bus
+    app[CLIENT_ADDRESS_KEY] = ClientAddress(parse_networks(settings.trusted_proxies), settings.trusted_proxy_header)
     app[VERIFIER_KEY] = verifier
     app[OPENAPI_KEY] = build_openapi(routes, BASE_PATH)
     edge = edge_for(settings, verifier)
@@ -65,15 +85,10 @@ def create_app(settings: GatewaySettings) -> web.Application:
         stop = asyncio.Event()
 
         async def follow() -> None:
+            # The streams are the bootstrap identity's to create; until they exist the revocation
+            # follower keeps retrying (and tokens are refused as not current).
             while not await bus.wait_connected(60):
                 pass
-            while True:
-                try:
-                    await ensure_streams(bus.broker)
-                    break
-                except Exception as error:
-                    log.warning("cannot declare the event streams yet (%s); retrying", error)
-                    await asyncio.sleep(1)
             await verifier.run(stop)
 
         task = asyncio.create_task(follow())

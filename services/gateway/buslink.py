@@ -13,16 +13,30 @@ from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
 from contracts.envelope import ErrorCode, Reply
-from shared import bus
+from contracts.identity import BusRequest
+from shared import bus, callerproof
+from shared.callerproof import CallerSigner
 
 log = logging.getLogger(__name__)
 
 
 class BusLink:
-    def __init__(self, url: str, *, timeout: float, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        identity: bus.BusIdentity | None = None,
+        signer: CallerSigner | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
-        self.broker: NatsBroker = bus.make_broker(url, "coditect-gateway", tracer_provider=tracer_provider)
+        self.identity = identity or bus.BusIdentity("gateway")
+        self.signer = signer
+        self.broker: NatsBroker = bus.make_broker(
+            url, "coditect-gateway", identity=self.identity, tracer_provider=tracer_provider
+        )
         self._connect_task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._connection: Client | None = None  # the broker's nats-py client, once it started
@@ -33,7 +47,7 @@ class BusLink:
 
     async def _connect(self) -> None:
         while True:
-            await bus.wait_for_nats(self.url, "gateway")
+            await bus.wait_for_nats(self.url, "gateway", identity=self.identity)
             try:
                 await asyncio.wait_for(self.broker.start(), 10)
             except Exception as error:
@@ -68,4 +82,8 @@ class BusLink:
         connection = self._connection
         if connection is None or not connection.is_connected:
             return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the bus is not connected")
-        return await bus.request(connection, subject, payload, timeout=timeout or self.timeout)
+        headers = None
+        if self.signer is not None and isinstance(payload, BusRequest) and payload.caller is not None:
+            # Services believe a caller only with this (one signature per caller per window).
+            headers = {callerproof.HEADER: self.signer.assertion(payload.caller)}
+        return await bus.request(connection, subject, payload, timeout=timeout or self.timeout, headers=headers)

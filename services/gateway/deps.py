@@ -10,12 +10,14 @@ from pydantic import BaseModel
 from contracts.envelope import ErrorCode
 from contracts.identity import BusRequest, Caller
 from services.gateway.buslink import BusLink
+from services.gateway.client_address import ClientAddress
 from services.gateway.edge import CALLER, REQUEST_ID
 from services.gateway.http import ApiError, parse, unwrap
 from services.gateway.settings import GatewaySettings
 
 BUS_KEY = web.AppKey("bus", BusLink)
 SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
+CLIENT_ADDRESS_KEY = web.AppKey("client_address", ClientAddress)
 
 
 def caller_of(request: web.Request) -> Caller:
@@ -25,10 +27,15 @@ def caller_of(request: web.Request) -> Caller:
     return caller
 
 
+def client_ip(request: web.Request) -> str | None:
+    """The client's address: the TCP peer, or what a trusted proxy says it is (never anyone else)."""
+    return request.app[CLIENT_ADDRESS_KEY].of(request)
+
+
 def client_of(request: web.Request) -> dict[str, str | None]:
     """What the edge saw of the client, as the fields of ``ClientInfo`` (validated with the message)."""
     return {
-        "ip": request.remote,
+        "ip": client_ip(request),
         "user_agent": request.headers.get("User-Agent"),
         "request_id": request.get(REQUEST_ID),
     }
@@ -43,9 +50,12 @@ async def call(request: web.Request, subject: str, payload: BaseModel | dict[str
 IDENTITY_FIELDS = frozenset({"caller", "client"})
 
 
-async def send(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> Any:
-    """Validate at the edge, attach the verified caller (never the client's claim of one), and send."""
+async def send(
+    request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any], *, timeout: float | None = None
+) -> Any:
+    """Validate at the edge, attach the verified caller (never the client's claim of one), and send
+    (``timeout``: longer than the default for the few requests whose work grows with the data)."""
     fields = {key: value for key, value in data.items() if key not in IDENTITY_FIELDS}
     fields["caller"] = request.get(CALLER)  # one validation for the whole message
     fields["client"] = client_of(request)
-    return unwrap(await request.app[BUS_KEY].request(subject, parse(model, fields)))
+    return unwrap(await request.app[BUS_KEY].request(subject, parse(model, fields), timeout=timeout))

@@ -36,6 +36,9 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.INVALID_TRANSITION: 409,
     ErrorCode.SESSION_TERMINATED: 409,
     ErrorCode.SESSION_QUOTA_EXCEEDED: 409,
+    ErrorCode.CANNOT_REMOVE_SELF: 409,
+    # The services do not trust this gateway's caller key: its configuration, not the client, is wrong.
+    ErrorCode.CALLER_UNVERIFIED: 503,
 }
 
 CODE_BY_STATUS: dict[int, ErrorCode] = {

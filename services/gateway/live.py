@@ -29,6 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from contracts import file_event as file_contract
 from contracts import provisioning as provisioning_contract
 from contracts import session as session_contract
 from contracts import subjects
@@ -36,7 +37,7 @@ from contracts.envelope import ErrorBody, ErrorCode
 from contracts.events import Event
 from contracts.identity import Caller
 from services.gateway.buslink import BusLink
-from services.gateway.deps import client_of
+from services.gateway.deps import client_ip, client_of
 from services.gateway.http import ApiError
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
@@ -86,6 +87,7 @@ PUSHED: dict[str, OwnerOf] = {
     provisioning_contract.WORKSPACE_PROVISIONED: owner_in_data,
     provisioning_contract.WORKSPACE_FAILED: owner_in_data,
     provisioning_contract.WORKSPACE_DEPROVISIONED: owner_in_data,
+    file_contract.FILE_CHANGED: owner_in_data,
 }
 
 
@@ -149,7 +151,7 @@ class LiveSocket:
                 "live socket of user %s (tenant %s, %s) cut: %d messages waiting, the client reads too slowly",
                 self.caller.user_id,
                 self.caller.tenant_id,
-                self.request.remote,
+                client_ip(self.request),
                 self.queue.qsize(),
             )
             self.close(CLOSE_SLOW_CONSUMER, "too slow: the send queue is full")
@@ -218,6 +220,12 @@ class LiveHub:
         self._subscriptions: list[Any] = []
         self.delivered = 0
         self.withheld = 0
+        # Sockets upgraded but not yet authenticated (waiting for their auth message): each costs a
+        # connection, a task and buffers before anything about its client is known, so their number
+        # is bounded for the whole gateway, not per user (there is no user yet).
+        self.unauthenticated = 0
+        self.refused = 0
+        self.refused_logged_at = float("-inf")
         self._withholding = False
         verifier.denied.add_listener(self.revoke)
 
@@ -323,6 +331,25 @@ class LiveHub:
 LIVE_KEY = web.AppKey("live", LiveHub)
 
 
+def ready_message(caller: Caller, expires: float) -> bytes:
+    """The first message of every authenticated socket, on a first connect and on every reconnect.
+    Nothing is replayed: whatever happened while the client was not connected is not pushed, so
+    ``resync: true`` tells it to refetch what it shows (its session list...) now, then apply pushes."""
+    return orjson.dumps(
+        {
+            "type": "live.ready",
+            "data": {
+                "tenant_id": caller.tenant_id,
+                "user_id": caller.user_id,
+                "expires_at": datetime.fromtimestamp(expires, UTC),
+                "resync": True,
+                "pushed": sorted(PUSHED),
+            },
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
 def _discard(index: dict[K, set[LiveSocket]], key: K, socket: LiveSocket) -> None:
     sockets = index.get(key)
     if sockets is not None:
@@ -377,12 +404,35 @@ async def live(request: web.Request) -> web.StreamResponse:
             status=426,
             headers={"Upgrade": "websocket"},
         )
+    token = request.query.get("access_token")
+    if not token and hub.unauthenticated >= settings.live_max_unauthenticated_sockets:
+        hub.refused += 1
+        if time.monotonic() - hub.refused_logged_at > 10:  # one line per 10 s, not one per refused socket
+            hub.refused_logged_at = time.monotonic()
+            waiting, refused = hub.unauthenticated, hub.refused
+            log.warning("refusing live sockets: %d wait for their auth message (%d refused)", waiting, refused)
+        raise ApiError(
+            ErrorBody(
+                code=ErrorCode.SERVICE_UNAVAILABLE,
+                message="too many live sockets are waiting to authenticate; retry, or pass ?access_token=",
+                retry_after=1,
+            ),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     request_id = client_of(request)["request_id"]
     if request_id is not None:
         ws.headers["X-Request-ID"] = request_id
-    await ws.prepare(request)
+    if not token:
+        hub.unauthenticated += 1  # counted from before the upgrade: no await between check and count
+        try:
+            await ws.prepare(request)
+            token = await _auth_message(ws, settings.live_auth_timeout_seconds)
+        finally:
+            hub.unauthenticated -= 1
+    else:
+        await ws.prepare(request)
 
-    token = request.query.get("access_token") or await _auth_message(ws, settings.live_auth_timeout_seconds)
     if token is None:
         reason = 'send a token: ?access_token= or a first message {"type": "auth", "access_token": ...}'
         await close_socket(ws, request, CLOSE_UNAUTHORIZED, reason)
@@ -403,19 +453,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         return ws
 
     socket = LiveSocket(ws, request, caller, settings.live_send_queue)
-    socket.offer(
-        orjson.dumps(
-            {
-                "type": "live.ready",
-                "data": {
-                    "tenant_id": caller.tenant_id,
-                    "user_id": caller.user_id,
-                    "expires_at": datetime.fromtimestamp(expires, UTC),
-                },
-            },
-            option=orjson.OPT_UTC_Z,
-        )
-    )
+    socket.offer(ready_message(caller, expires))
     hub.register(socket)  # no await since verify(): a revocation cannot slip in between
     # Closed when HTTP would start refusing the token (its expiry plus the clock-skew leeway).
     socket.close_at(expires + hub.verifier.leeway)
@@ -466,9 +504,12 @@ ROUTES = [
         description=(
             'Upgrade to a WebSocket. Authenticate with `?access_token=` or a first message `{"type": "auth", '
             '"access_token": "..."}` within a few seconds. The server first sends `{"type": "live.ready", '
-            '"data": {tenant_id, user_id, expires_at}}`, then `{"type": "<event type>", "id", "occurred_at", '
-            '"data"}` for each of the user\'s events (`data` as the event carries it: for sessions '
-            "`{user_id, session}`). Best effort live push, not a replay. Close codes: 4401 missing, invalid, "
+            '"data": {tenant_id, user_id, expires_at, resync: true, pushed: [event types]}}`, then `{"type": '
+            '"<event type>", "id", "occurred_at", "data"}` for each of the user\'s events (`data` as the event '
+            "carries it: for sessions `{user_id, session}`). Best effort live push, not a replay: on every "
+            "`live.ready` (first connect or reconnect) refetch the lists you show, then apply pushes, "
+            "deduplicating by `id`. 503 before the upgrade when too many sockets wait to authenticate "
+            "(retry, or pass the token in the query). Close codes: 4401 missing, invalid, "
             "revoked or expired token; 4408 the client read too slowly; 4429 too many sockets for the user; "
             "1008 the client sent something after auth; 1009 a client message too large; 1013 revocations "
             "cannot be confirmed now, retry; 1001 the gateway is shutting down."

@@ -65,7 +65,7 @@ def build_openapi(routes: list[Route], base_path: str) -> dict[str, Any]:
         if route.status not in (101, 204):
             data = _schema(route.response, components) if route.response is not None else {}
             body = {"type": "object", "properties": {"success": {"const": True}, "data": data}}
-            success["content"] = {"application/json": {"schema": body if route.enveloped else data}}
+            success["content"] = {route.media_type: {"schema": body if route.enveloped else data}}
         error = {
             "description": "error envelope",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

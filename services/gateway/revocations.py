@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -171,6 +172,10 @@ class RevocationFollower:
         info = await js.add_consumer(
             subjects.EVENTS_STREAM,
             ConsumerConfig(
+                # Named, so the create subject names the filter: the gateway's bus identity may
+                # create consumers on this subject only. Never deleted by hand (that right would reach
+                # other consumers): the server drops it after ``inactive_threshold``.
+                name=f"gateway-revocations-{uuid.uuid4().hex}",
                 deliver_policy=DeliverPolicy.BY_START_TIME,
                 opt_start_time=since,
                 filter_subject=auth.SESSION_REVOKED_SUBJECT,
@@ -179,8 +184,6 @@ class RevocationFollower:
                 mem_storage=True,
             ),
         )
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(subjects.EVENTS_STREAM, info.name)
         if not info.num_pending:
             return head
         assert info.delivered is not None

@@ -29,6 +29,7 @@ class Route:
     headers: tuple[str, ...] = field(default_factory=tuple)  # optional request headers it reads
     response_headers: tuple[str, ...] = field(default_factory=tuple)
     description: str | None = None
+    media_type: str = "application/json"  # of the success body (NDJSON exports stream another)
 
 
 def body_of(model: type[BaseModel], *, without: tuple[str, ...] = ()) -> type[BaseModel]:

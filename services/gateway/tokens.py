@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ["EdDSA"]
 VERIFIED_CACHE_SIZE = 10_000
+MAX_KEYS = 16  # trusted signing keys at most (the auth service publishes two or three)
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti"]
 STARTUP_WAIT_SECONDS = 2.0
 
@@ -102,6 +103,14 @@ class JwksVerifier:
                 # One empty or garbled reply must not drop every key (and sign everyone out).
                 log.warning("ignored a JWKS reply with no usable key; keeping %d known keys", len(self._keys))
                 return
+            if self._keys and not keys.keys() & self._keys.keys():
+                # A rotation keeps the old key published until its tokens expire, so a real reply
+                # always shares a key with what we hold. One that shares none (a confused or forged
+                # responder) adds its keys but retires none: one reply never replaces the whole set.
+                log.warning("a JWKS reply shares no key with the %d known ones; keeping them", len(self._keys))
+                keys = {**self._keys, **keys}
+            while len(keys) > MAX_KEYS:  # bounded whatever the replies say
+                keys.pop(next(iter(keys)))
             removed = self._keys.keys() - keys.keys()
             self._keys = keys
             if removed:

@@ -70,8 +70,7 @@ class Monitor:
             self.buffer,
             self.subject,
             url=settings.nats_url,
-            user=settings.nats_user,
-            password=settings.nats_password.get_secret_value() if settings.nats_password else None,
+            connect_options=settings.connect_options(),
             max_in_flight=settings.monitor_max_in_flight,
             timeout=settings.monitor_publish_timeout_seconds,
         )

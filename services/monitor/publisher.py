@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -28,16 +29,14 @@ class Publisher:
         subject: str,
         *,
         url: str,
-        user: str | None,
-        password: str | None,
+        connect_options: dict[str, Any],
         max_in_flight: int,
         timeout: float,
     ) -> None:
         self.buffer = buffer
         self.subject = subject
         self.url = url
-        self.user = user
-        self.password = password
+        self.connect_options = connect_options  # its identity: nkey seed file and inbox prefix
         self.max_in_flight = max_in_flight
         self.timeout = timeout
         self.wake = asyncio.Event()
@@ -52,9 +51,7 @@ class Publisher:
             try:
                 self.nc = await nats.connect(
                     self.url,
-                    user=self.user,
-                    password=self.password,
-                    name="coditect-monitor",
+                    **self.connect_options,
                     connect_timeout=2,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -17,6 +18,13 @@ class MonitorSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     nats_user: str | None = Field(default=None, description="NATS identity of this workspace's monitor.")
     nats_password: SecretStr | None = None
+    nats_seed_file: Path | None = Field(
+        default=None, description="The nkey seed file of this workspace's own bus identity (issued by provisioning)."
+    )
+    nats_identity: str | None = Field(default=None, description="That identity's name (in the server's logs).")
+    nats_inbox_prefix: str | None = Field(
+        default=None, description="Where replies and publish acks reach that identity (the only inbox it may read)."
+    )
     tenant_id: UUID = Field(validation_alias=AliasChoices("CODITECT_TENANT_ID", "TENANT_ID"))
     user_id: UUID = Field(validation_alias=AliasChoices("CODITECT_USER_ID", "USER_ID"))
     workspace_id: UUID | None = Field(
@@ -24,6 +32,19 @@ class MonitorSettings(BaseSettings):
         validation_alias=AliasChoices("CODITECT_WORKSPACE_ID", "WORKSPACE_ID"),
         description="Default: derived from tenant and user (contracts.provisioning.workspace_id).",
     )
+
+    def connect_options(self) -> dict[str, Any]:
+        """``nats.connect`` arguments: the workspace's nkey identity, else a user and password, else anonymous."""
+        options: dict[str, Any] = {"name": self.nats_identity or "coditect-monitor"}
+        if self.nats_seed_file is not None:
+            options["nkeys_seed"] = str(self.nats_seed_file)
+        elif self.nats_user is not None:
+            options["user"] = self.nats_user
+            options["password"] = self.nats_password.get_secret_value() if self.nats_password else None
+        if self.nats_inbox_prefix is not None:
+            options["inbox_prefix"] = self.nats_inbox_prefix
+        return options
+
     workspace_root: Path = Field(default=Path("/workspace"), description="The tree watched, recursively.")
     monitor_state_dir: Path | None = Field(
         default=None, description="Lock, pid, disk buffer; default <root>/../.coditect-monitor-<workspace>."

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.provisioning.settings import ProvisioningSettings
+
+
+@dataclass(frozen=True)
+class MonitorIdentity:
+    """Where a monitor's issued identity lies: its seed file (0600, in its state folder) and names."""
+
+    identity: str
+    inbox_prefix: str
+    seed_file: Path
 
 
 def monitor_environment(
@@ -18,13 +28,14 @@ def monitor_environment(
     workspace_id: object,
     root: Path | str,
     state_dir: Path | str,
+    credentials: MonitorIdentity | None = None,
 ) -> dict[str, str]:
     """``CODITECT_*`` variables of ``services.monitor.settings.MonitorSettings`` for one workspace.
 
-    Credentials: today every monitor gets the NATS user/password given to provisioning for monitors
-    (``CODITECT_MONITOR_NATS_USER``/``_PASSWORD`` in provisioning's environment, if any); per-workspace
-    identities (a monitor that may publish only on its own ``fevt.<tenant>.<user>.<workspace>``) are
-    to be issued here."""
+    Credentials: the workspace's own bus identity when one was issued (``credentials``: a monitor that
+    may publish only on its own ``fevt.<tenant>.<user>.<workspace>``, shared/monitorcreds.py); else the
+    NATS user/password given to provisioning for monitors (``CODITECT_MONITOR_NATS_USER``/``_PASSWORD``
+    in its environment: the Kubernetes backend until per-pod issuance exists), if any."""
     env = {
         "CODITECT_NATS_URL": settings.monitor_nats_url or settings.nats_url,
         "CODITECT_TENANT_ID": str(tenant_id),
@@ -36,6 +47,11 @@ def monitor_environment(
     }
     if settings.monitor_ignore:
         env["CODITECT_MONITOR_IGNORE"] = json.dumps(settings.monitor_ignore)
+    if credentials is not None:
+        env["CODITECT_NATS_SEED_FILE"] = str(credentials.seed_file)
+        env["CODITECT_NATS_IDENTITY"] = credentials.identity
+        env["CODITECT_NATS_INBOX_PREFIX"] = credentials.inbox_prefix
+        return env
     for name in ("NATS_USER", "NATS_PASSWORD"):
         value = os.environ.get(f"CODITECT_MONITOR_{name}")
         if value:

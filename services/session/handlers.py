@@ -1,10 +1,11 @@
 """Bus handlers of the session service: each subject validates its message, calls one use case and
 replies with the envelope (``shared.bus.replies``). The table is the whole mapping; the auth events
-that end sessions come in through one durable JetStream consumer."""
+that end sessions come in through durable JetStream consumers."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import AckPolicy
@@ -23,7 +24,9 @@ from shared.dispatch import Dispatcher, Handler, bind
 log = logging.getLogger(__name__)
 
 
-AUTH_EVENTS_DURABLE = "session-auth-events"
+AUTH_EVENTS_DURABLE = "session-auth-events"  # auth.logout (the name it has always had)
+USER_REMOVED_DURABLE = "session-auth-user-removed"
+TENANT_DELETED_DURABLE = "session-auth-tenant-deleted"
 # A message whose handling failed (the store is down) comes back after this, not in a tight loop.
 REDELIVER_AFTER_SECONDS = 2.0
 
@@ -48,29 +51,44 @@ def register_handlers(dispatcher: Dispatcher, ctx: SessionContext, *, concurrenc
 
 
 def register_consumers(broker: NatsBroker, ctx: SessionContext) -> None:
-    """The durable consumer of ``auth.logout`` (shared by the replicas: a pull consumer). An event is
-    acknowledged once handled, or when it cannot be read; a failure brings it back later."""
+    """The durable consumers of the auth events that end sessions, one durable per event type (shared
+    by the replicas: pull consumers). Separate durables rather than one with several filter subjects:
+    ``session-auth-events`` keeps its filter, so a stream that already has it needs no change, and a
+    backlog of one type never holds up another. An event is acknowledged once handled, or when it
+    cannot be read; a failure brings it back later."""
+    for subject, durable, use_case in TERMINATIONS:
+        _consume(broker, ctx, subject, durable, use_case)
 
+
+Termination = Callable[[SessionContext, Event], Awaitable[int]]
+
+TERMINATIONS: list[tuple[str, str, Termination]] = [
+    (auth.LOGOUT_SUBJECT, AUTH_EVENTS_DURABLE, terminations.on_auth_logout),
+    (subjects.event(*auth.USER_REMOVED.split(".", 1)), USER_REMOVED_DURABLE, terminations.on_user_removed),
+    (subjects.event(*auth.TENANT_DELETED.split(".", 1)), TENANT_DELETED_DURABLE, terminations.on_tenant_deleted),
+]
+
+
+def _consume(broker: NatsBroker, ctx: SessionContext, subject: str, durable: str, use_case: Termination) -> None:
     @broker.subscriber(
-        auth.LOGOUT_SUBJECT,
+        subject,
         stream=JStream(subjects.EVENTS_STREAM, declare=False),
-        durable=AUTH_EVENTS_DURABLE,
+        durable=durable,
         pull_sub=PullSub(batch_size=16, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
-        title=f"{auth.LOGOUT_SUBJECT}:{AUTH_EVENTS_DURABLE}",
+        title=f"{subject}:{durable}",
     )
-    async def on_auth_logout(body: Any, message: NatsMessage) -> None:
-        """A user who logged out of every device: their workspace sessions end."""
+    async def on_event(body: Any, message: NatsMessage) -> None:
         try:
             event = Event.model_validate(body)
         except ValidationError:
-            log.error("a message on %s is not an event; dropped", auth.LOGOUT_SUBJECT)
+            log.error("a message on %s is not an event; dropped", subject)
             await message.ack()
             return
         try:
-            await terminations.on_auth_logout(ctx, event)
+            await use_case(ctx, event)
         except Exception as error:
-            log.warning("auth.logout event %s not handled (%s); it comes back later", event.id, error)
+            log.warning("%s event %s not handled (%s); it comes back later", event.type, event.id, error)
             await message.nack(delay=REDELIVER_AFTER_SECONDS)
             return
         await message.ack()

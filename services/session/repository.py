@@ -10,7 +10,7 @@
                                                                                  no cursor can need them
     ("session", "status", tenant, user, status, id)               → ""          active ones count for the quota;
                                                                                  active and suspended ones end on
-                                                                                 logout-all
+                                                                                 logout-all, removal, tenant deletion
     ("session", "active_count", tenant, user)                      → int64 (LE)  the user's active sessions: the
                                                                                  quota reads one key, whatever
                                                                                  the limit (atomic add)
@@ -155,15 +155,45 @@ def count_active(tx: Transaction, tenant_id: UUID, user_id: UUID, up_to: int) ->
 
 
 def live_batch(
-    tx: Transaction, tenant_id: UUID, user_id: UUID, after: bytes | None, limit: int
+    tx: Transaction, after: bytes | None, limit: int, *, tenant_id: UUID, user_id: UUID
 ) -> tuple[list[SessionRecord], bytes | None]:
     """Up to ``limit`` of the user's active and suspended sessions ("active" < "suspended" < "terminated"
     in key order, so they are one range), and where the next batch starts (None: this was the last)."""
     space = STATUS[str(tenant_id)][str(user_id)]
-    begin = after + b"\x00" if after is not None else space["active"].range().start
+    begin = after if after is not None else space["active"].range().start
     rows = tx.get_range(begin, space["suspended"].range().stop, limit=limit)
     records = [r for key, _ in rows if (r := get(tx, UUID(space.unpack(key)[1]))) is not None]
-    return records, rows[-1][0] if len(rows) == limit else None
+    return records, rows[-1][0] + b"\x00" if len(rows) == limit else None
+
+
+def tenant_live_batch(
+    tx: Transaction, after: bytes | None, limit: int, *, tenant_id: UUID
+) -> tuple[list[SessionRecord], bytes | None]:
+    """Up to ``limit`` active and suspended sessions of every user of the tenant, user after user, and
+    where the next batch starts (None: the tenant is done). A user's terminated entries come after
+    their live ones, so the first terminated entry met skips to the next user: at most one wasted
+    entry per user, however many sessions they ended before. At most ``limit`` range reads."""
+    space = STATUS[str(tenant_id)]
+    begin = after if after is not None else space.range().start
+    end = space.range().stop
+    found: list[SessionRecord] = []
+    for _ in range(limit):
+        want = limit - len(found)
+        rows = tx.get_range(begin, end, limit=want)
+        for key, _ in rows:
+            user_id, status, session_id = space.unpack(key)
+            if status == "terminated":
+                begin = space[user_id].range().stop  # past this user's terminated entries
+                break
+            if (record := get(tx, UUID(session_id))) is not None:
+                found.append(record)
+            begin = key + b"\x00"
+        else:
+            if len(rows) < want:
+                return found, None
+        if len(found) == limit:
+            break
+    return found, begin
 
 
 def page(

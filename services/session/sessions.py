@@ -1,8 +1,10 @@
 """The use cases of workspace sessions: each reads and changes one session in one transaction, with
-its events staged in the same transaction and published after the commit."""
+its events staged in the same transaction and published after the commit, from memory (the outbox
+reads rows back only for what a request could not send)."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from uuid import UUID
 
@@ -12,7 +14,7 @@ from contracts.events import Actor
 from contracts.identity import Caller
 from services.session import repository as repo
 from services.session import rules
-from services.session.context import SessionContext, caller_actor, utcnow
+from services.session.context import SessionContext, caller_actor, session_event, utcnow
 from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
@@ -31,20 +33,13 @@ def _ensure_quota(ctx: SessionContext, tx: Transaction, caller: Caller) -> None:
 
 
 async def create(ctx: SessionContext, message: api.CreateSession) -> api.Session:
-    """Open a new active session for the caller (counts toward the quota)."""
+    """Open a new active session for the caller (counts toward the quota). Committed together with
+    the creates that arrive meanwhile (``creates.CreateBatcher``): one transaction for many."""
     caller = caller_of(message)
-    actor = caller_actor(message)
     record = rules.new_session(
         repo.SessionRecord, caller, name=message.name, workspace_path=message.workspace_path, now=utcnow()
     )
-
-    def insert(tx: Transaction) -> None:
-        _ensure_quota(ctx, tx, caller)
-        repo.insert(tx, record)
-        ctx.stage(tx, api.SESSION_CREATED, record, actor)
-
-    await ctx.store.run(insert)
-    await ctx.publish_staged()
+    await ctx.creates.create(record, session_event(api.SESSION_CREATED, record, caller_actor(message)))
     return record.public()
 
 
@@ -104,8 +99,11 @@ async def update(ctx: SessionContext, message: api.UpdateSession) -> api.Session
         ctx.stage(tx, api.SESSION_UPDATED, after, actor)
         return after
 
-    record = await ctx.store.run(apply)
-    await ctx.publish_staged()
+    # A resume reads the quota counter: queued per user like forks (see ``SessionContext.quota_lock``).
+    resuming = message.status == "active"
+    async with ctx.quota_lock(caller.tenant_id, caller.user_id) if resuming else contextlib.nullcontext():
+        record, staged = await ctx.transact(apply)
+    await ctx.publish_staged(staged)
     return record.public()
 
 
@@ -120,8 +118,8 @@ async def delete(ctx: SessionContext, message: api.DeleteSession) -> None:
         repo.remove(tx, record)
         ctx.stage(tx, api.SESSION_DELETED, record, actor)
 
-    await ctx.store.run(remove)
-    await ctx.publish_staged()
+    _, staged = await ctx.transact(remove)
+    await ctx.publish_staged(staged)
 
 
 async def fork(ctx: SessionContext, message: api.ForkSession) -> api.Session:
@@ -144,8 +142,9 @@ async def fork(ctx: SessionContext, message: api.ForkSession) -> api.Session:
         ctx.stage(tx, api.SESSION_FORKED, child, actor)
         return child
 
-    record = await ctx.store.run(insert)
-    await ctx.publish_staged()
+    async with ctx.quota_lock(caller.tenant_id, caller.user_id):
+        record, staged = await ctx.transact(insert)
+    await ctx.publish_staged(staged)
     return record.public()
 
 

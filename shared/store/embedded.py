@@ -304,7 +304,13 @@ class EmbeddedStore:
         self._writer: threading.Thread | None = None
         self._closed = False
         self.checkpoints = 0
+        self.commit_batches = 0  # COMMITs by this process's writer (group commit: many transactions each)
         self.last_checkpoint_at = time.monotonic()
+        # The WAL's content in pages (frames since its last reset, as SQLite's WAL hook reports after
+        # each commit), not its file's size: the file keeps its size when SQLite starts the WAL over,
+        # so a size test would checkpoint (two fsyncs) after every batch once the file passed 4 MB.
+        self._wal_pages = 0
+        self._page_size = 4096
         self._warned_at = 0.0
 
     # Opening.
@@ -461,6 +467,9 @@ class EmbeddedStore:
             try:
                 if conn is None:
                     conn = self._open(busy_timeout_ms=_LOCK_POLL_MS)
+                    page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
+                    self._page_size = page_size if isinstance(page_size, int) else 4096
+                    conn.set_wal_hook(self._on_wal)  # replaces SQLite's autocheckpoint: the writer decides
                     with self._lock:
                         self._connections.append(conn)
                 # Backpressure may hold this batch, never past the time its commits have left.
@@ -517,6 +526,7 @@ class EmbeddedStore:
                 conn.execute(f"RELEASE c{index}")
                 committed.append(commit)
             conn.execute("COMMIT")
+            self.commit_batches += 1
         except BaseException:
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
@@ -529,20 +539,18 @@ class EmbeddedStore:
         truncating one, which waits (up to a second) for the other processes' writers and readers,
         whose transactions last milliseconds; past three quarters the writer keeps trying before it
         commits anything more (backpressure: every process's writer does the same, so one succeeds)."""
-        size = self.wal_bytes()
+        size = self._wal_pages * self._page_size
         if size < 4 * 1024 * 1024:
             return
         if size <= self.wal_limit_bytes // 4:
             with contextlib.suppress(apsw.BusyError, apsw.LockedError):
-                conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-                self._checkpointed()
+                self._checkpointed(*conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE))
             return
         conn.set_busy_timeout(_CHECKPOINT_WAIT_MS)
         try:
             while True:
                 try:
-                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
-                    self._checkpointed()
+                    self._checkpointed(*conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE))
                     return
                 except (apsw.BusyError, apsw.LockedError) as error:
                     size = self.wal_bytes()
@@ -554,9 +562,15 @@ class EmbeddedStore:
         finally:
             conn.set_busy_timeout(_LOCK_POLL_MS)
 
-    def _checkpointed(self) -> None:
+    def _checkpointed(self, log_frames: int, checkpointed_frames: int) -> None:
         self.checkpoints += 1
         self.last_checkpoint_at = time.monotonic()
+        # Every frame copied: the next commit starts the WAL over (its hook then says so).
+        self._wal_pages = 0 if checkpointed_frames >= log_frames else log_frames
+
+    def _on_wal(self, conn: apsw.Connection, name: str, pages: int) -> int:
+        self._wal_pages = pages
+        return int(apsw.SQLITE_OK)
 
     # Health and metrics.
     def wal_bytes(self) -> int:

@@ -164,13 +164,13 @@ async def test_a_login_in_flight_during_a_password_change_is_refused(system: Gat
 
 # Publishing after a commit.
 async def _delete_events_stream(system: Gateway) -> Any:
-    js = system.services["auth"].ctx.broker.config.connection_state.stream
+    js = await system.admin_js()
     await js.delete_stream(subjects.EVENTS_STREAM)
     return js
 
 
 async def test_a_refresh_and_a_logout_succeed_when_events_cannot_be_published(system: Gateway) -> None:
-    from shared.bus import ensure_streams
+    from shared.bus import create_streams
 
     _, tokens = await registered_and_logged_in(system)
     js = await _delete_events_stream(system)
@@ -181,7 +181,7 @@ async def test_a_refresh_and_a_logout_succeed_when_events_cannot_be_published(sy
     assert status == 204
     status, body = await get(system, "/users/me", fresh["access_token"])
     assert status == 401  # the gateway that served the logout denies at once, stream or not
-    await ensure_streams(system.services["auth"].ctx.broker)
+    await create_streams(js)
 
     async def delivered() -> bool:
         try:
@@ -198,7 +198,7 @@ async def test_an_undecodable_outbox_row_does_not_block_the_events_behind_it(sys
     bad_key = repo.OUTBOX.pack((1, "not-an-event"))
     await auth.store.run(lambda tx: tx.set(bad_key, b"\xff not json"))
     _, tokens = await registered_and_logged_in(system)
-    js = system.services["auth"].ctx.broker.config.connection_state.stream
+    js = await system.admin_js()
 
     async def delivered() -> bool:
         try:
@@ -274,7 +274,7 @@ async def test_a_failed_login_names_the_unknown_party_as_actor_and_the_account_a
     email = registered["user"]["email"]
     status, _, _ = await post(system, "/auth/login", {"email": email, "password": "not the password"})
     assert status == 401
-    js = system.services["auth"].ctx.broker.config.connection_state.stream
+    js = await system.admin_js()
 
     async def failed_event() -> Any:
         try:

@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway.deps import BUS_KEY
 from tests.auth.helpers import PASSWORD, unique_email
 from tests.support import Gateway
 
@@ -33,7 +32,7 @@ async def test_the_trace_id_of_a_request_reaches_the_service_and_its_events(syst
         assert response.status == 201
         user_id = (await response.json())["data"]["user"]["id"]
         assert response.headers["traceparent"].split("-")[1] == trace_id
-    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    js = await system.admin_js()
     subscription = await js.subscribe("evt.auth.user_registered", ordered_consumer=True)
     try:
         found = None
@@ -58,7 +57,7 @@ async def test_events_staged_inside_store_transactions_carry_the_trace_id(system
         headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
     ) as response:
         assert response.status == 200
-    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    js = await system.admin_js()
     subscription = await js.subscribe("evt.auth.login_succeeded", ordered_consumer=True)
     try:
         found = None

@@ -177,3 +177,35 @@ async def test_only_the_rows_of_events_that_went_out_are_cleared(
     with pytest.raises(ConnectionError):
         await outbox.publish(staged)
     assert [orjson.loads(value)["id"] for _, value in await rows(store, outbox)] == [str(refused.id)]
+
+
+async def test_concurrent_requests_share_the_transaction_that_clears_their_rows(store: Any, broker: NatsBroker) -> None:
+    outbox = an_outbox(store, broker)
+    stageds = [(await outbox.transact(lambda tx: outbox.stage(tx, an_event())))[1] for _ in range(20)]
+    store.runs = 0
+    await asyncio.gather(*(outbox.publish(staged) for staged in stageds))
+    assert await rows(store, outbox) == []
+    assert store.runs - 1 < 20 // 2, f"{store.runs - 1} clear transactions for 20 requests"  # -1: the read above
+    for staged in stageds:
+        assert await published(broker, staged[0][1]) is not None
+
+
+async def test_only_the_acknowledged_events_of_a_request_lose_their_rows(
+    store: Any, broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = an_outbox(store, broker)
+    good, bad = an_event(), an_event()
+    real = bus.publish_event
+
+    async def refusing(broker: NatsBroker, event: Event) -> None:
+        if event.id == bad.id:
+            raise NoStreamResponseError
+        await real(broker, event)
+
+    monkeypatch.setattr(bus, "publish_event", refusing)
+    _, staged = await outbox.transact(lambda tx: [outbox.stage(tx, good), outbox.stage(tx, bad)])
+    with pytest.raises(NoStreamResponseError):
+        await outbox.publish(staged)
+    left = [orjson.loads(value)["id"] for _, value in await rows(store, outbox)]
+    assert left == [str(bad.id)]
+    assert await published(broker, good) is not None

@@ -133,12 +133,43 @@ def test_up_brings_seven_processes_to_ready_and_ctrl_c_stops_them_all(runner: Ru
     ):
         assert module in names
     assert len(children) == 7
+    assert_bus_secured(runner)
     output = runner.announced + stop_runner(runner.process)
     assert runner.process.returncode == 0
     assert "ready: gateway at" in output and "stopped" in output
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     assert not port_in_use(runner.gateway_port) and not port_in_use(runner.nats_port)
+
+
+def assert_bus_secured(runner: Runner) -> None:
+    """The bus of ./dev up: every child on its own identity (secrets 0600, never in the runner's
+    output), anonymous connections refused, and no permission refused in normal operation."""
+    import asyncio
+
+    import nats
+
+    bus = runner.data_dir / "bus"
+    seeds = sorted(bus.glob("*.nk"))
+    assert {p.stem for p in seeds} >= {"auth", "session", "provisioning", "file_event", "audit", "gateway"}
+    for path in bus.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    for child in runner.children():
+        if "services." in " ".join(child.cmdline()):
+            name = next(part for part in child.cmdline() if part.startswith("services.")).split(".")[1]
+            assert child.environ()["CODITECT_NATS_SEED_FILE"] == str(bus / f"{name}.nk")
+    for seed in seeds:
+        assert seed.read_text().strip() not in runner.announced
+
+    async def anonymous() -> None:
+        await nats.connect(f"nats://127.0.0.1:{runner.nats_port}", allow_reconnect=False, connect_timeout=2)
+
+    with pytest.raises(nats.errors.Error):
+        asyncio.run(anonymous())
+    assert "Violation" not in (runner.data_dir / "logs" / "nats.log").read_text().replace(
+        "Authorization Violation",
+        "",  # the anonymous attempt just made
+    )
 
 
 def test_a_killed_service_makes_ready_name_it_and_is_restarted(runner: Runner) -> None:
@@ -193,12 +224,16 @@ def test_a_taken_port_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
 
 
 def test_a_service_started_before_nats_logs_why_and_joins_when_nats_arrives(tmp_path: Path) -> None:
-    from tests.support import _spawn_nats
+    from shared.busauth import BusFolder
+    from tests.support import _bootstrap, _spawn_nats
 
     port = free_port()
+    bus = BusFolder(tmp_path / "bus")
+    config = bus.write_server_config(port=port, store_dir=tmp_path / "nats")
     env = {
         **os.environ,
         "CODITECT_NATS_URL": f"nats://127.0.0.1:{port}",
+        "CODITECT_NATS_SEED_FILE": str(bus.seed_file("session")),
         "CODITECT_DATA_DIR": str(tmp_path),
         "PYTHONPATH": str(ROOT),
     }
@@ -213,11 +248,12 @@ def test_a_service_started_before_nats_logs_why_and_joins_when_nats_arrives(tmp_
     nats = None
     try:
         assert service.stdout is not None
-        line = service.stdout.readline()
-        assert "session cannot reach NATS at" in json.loads(line)["msg"]
+        lines = [json.loads(service.stdout.readline())["msg"] for _ in range(2)]
+        assert any("session cannot reach NATS at" in line for line in lines), lines
         time.sleep(1.5)
         assert service.poll() is None
-        nats = _spawn_nats(port, tmp_path / "nats")
+        nats = _spawn_nats(port, tmp_path / "nats", config=config)
+        _bootstrap(f"nats://127.0.0.1:{port}", bus.seed_file("bootstrap"))
         deadline = time.monotonic() + 30
         serving = False
         while time.monotonic() < deadline and not serving:

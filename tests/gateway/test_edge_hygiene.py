@@ -23,7 +23,6 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import auth, subjects
 from contracts.envelope import ErrorCode, Reply
-from services.gateway.deps import BUS_KEY, SETTINGS_KEY
 from services.gateway.edge import edge_for
 from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
@@ -47,8 +46,9 @@ def assert_no_internals(text: str) -> None:
 
 @asynccontextmanager
 async def impostor(gateway: Gateway, service: str, answer: Callable[[], bytes]) -> AsyncIterator[None]:
-    """Answer ``service``'s ping in its place (the real one must be stopped first)."""
-    connection = gateway.app[BUS_KEY].broker.config.connection_state.connection
+    """Answer ``service``'s ping in its place (the real one must be stopped first), as test-admin:
+    no process identity may answer another's subjects."""
+    connection = await gateway.admin()
 
     async def respond(message: Msg) -> None:
         await message.respond(answer())
@@ -135,7 +135,8 @@ def trace_id_of(traceparent: str) -> str:
 
 async def test_an_untrusted_callers_trace_context_stops_at_the_gateway(system: Gateway) -> None:
     """The response, the bus message and the event share a trace the gateway started, and no baggage."""
-    listener = await nats.connect(system.app[SETTINGS_KEY].nats_url)
+    assert system.nats is not None
+    listener = await nats.connect(system.nats.url)  # test-admin: no process identity may listen here
     seen: asyncio.Queue[Msg] = asyncio.Queue()
 
     async def keep(message: Msg) -> None:
@@ -161,7 +162,7 @@ async def test_an_untrusted_callers_trace_context_stops_at_the_gateway(system: G
     assert trace_id_of(headers["traceparent"]) == trace_id
     assert "baggage" not in headers and "tracestate" not in headers
 
-    js = system.app[BUS_KEY].broker.config.connection_state.stream
+    js = await system.admin_js()
     subscription = await js.subscribe("evt.auth.user_registered", ordered_consumer=True)
     try:
         found = None

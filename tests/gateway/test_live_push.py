@@ -36,6 +36,7 @@ from tests.support import Gateway, NatsServer, free_port, running_gateway
 
 SEND_QUEUE = 32
 MAX_SOCKETS = 3
+MAX_UNAUTHENTICATED = 3
 # Generous for a loaded 2-core machine; a socket that must stay silent is watched this long.
 DEADLINE = 10.0
 QUIET = 1.0
@@ -48,6 +49,7 @@ def gateway_overrides() -> dict[str, Any]:
         "live_max_sockets_per_user": MAX_SOCKETS,
         "live_auth_timeout_seconds": 1.0,
         "live_max_client_message_bytes": 4096,
+        "live_max_unauthenticated_sockets": MAX_UNAUTHENTICATED,
     }
 
 
@@ -360,3 +362,54 @@ def test_openapi_documents_the_socket() -> None:
     assert "101" in operation["responses"] and "security" not in operation
     assert [parameter["name"] for parameter in operation["parameters"]] == ["access_token"]
     assert "4401" in operation["description"]
+
+
+async def test_every_ready_tells_the_client_to_resync_because_nothing_is_replayed(system: Gateway) -> None:
+    a, _, _ = await _users(system)
+    ws = await system.session.ws_connect(ws_url(system, a.token))
+    ready = await next_push(ws)
+    assert ready["type"] == "live.ready"
+    assert ready["data"]["resync"] is True
+    assert {"session.created", "session.updated", "session.forked", "session.deleted"} <= set(ready["data"]["pushed"])
+    await ws.close()
+    missed = session_event("session.created", a.tenant_id, a.id)
+    await publish(system, missed)  # while the client is away
+    again = await system.session.ws_connect(ws_url(system, a.token))
+    ready = await next_push(again)
+    assert ready["type"] == "live.ready" and ready["data"]["resync"] is True
+    await nothing_within(again)  # not replayed: the client refetches on live.ready instead
+    await publish(system, session_event("session.updated", a.tenant_id, a.id))
+    assert (await next_push(again))["type"] == "session.updated"
+
+
+async def test_sockets_waiting_to_authenticate_are_bounded_for_the_gateway(system: Gateway) -> None:
+    a, b, _ = await _users(system)
+    hub = hub_of(system)
+    waiting = [await system.session.ws_connect(ws_url(system)) for _ in range(MAX_UNAUTHENTICATED)]
+    assert hub.unauthenticated == MAX_UNAUTHENTICATED
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await system.session.ws_connect(ws_url(system))
+    assert refused.value.status == 503
+    async with system.session.get(
+        f"{system.api}/ws",
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        },
+    ) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert (await response.json())["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert hub.refused == 2
+    # A token in the query does not wait, so it is not refused; an authenticated socket frees a place.
+    await connect(system, b)
+    await waiting[0].send_str(orjson.dumps({"type": "auth", "access_token": a.token}).decode())
+    assert (await next_push(waiting[0]))["type"] == "live.ready"
+    assert hub.unauthenticated == MAX_UNAUTHENTICATED - 1
+    late = await system.session.ws_connect(ws_url(system))
+    # The others time out (1 s here) with 4401 and free their places too.
+    for ws in (*waiting[1:], late):
+        assert (await closed_with(ws))[0] == 4401
+    assert hub.unauthenticated == 0

@@ -15,6 +15,8 @@ from contracts import subjects
 from contracts.file_event import FileChange
 from contracts.identity import Caller
 from shared import bus
+from shared.buspolicy import GATEWAY
+from shared.callerproof import HEADER, CallerSigner
 from tests.provisioning.helpers import wait_file_events, wait_status, workspace_of
 from tests.session.helpers import call, new_user
 from tests.support import Gateway, NatsServer
@@ -67,10 +69,15 @@ async def test_a_new_user_gets_a_ready_workspace_whose_changes_reach_the_stream(
 
 async def test_workspace_is_404_before_it_is_requested_and_reprovision_is_202(system: Gateway) -> None:
     stranger = Caller(tenant_id=uuid4(), user_id=uuid4(), session_id=uuid4())
-    nc = await nats_client.connect(system.services["provisioning"].ctx.settings.nats_url)
+    # Straight on the bus as the test's all-rights user, the caller vouched for with the gateway's key.
+    assert system.nats is not None
+    vouched = {HEADER: CallerSigner.from_file(system.nats.caller_key_file(GATEWAY)).assertion(stranger)}
+    nc = await nats_client.connect(system.nats.url)
     try:
-        reply = await bus.request(nc, api.GET, api.GetWorkspace(caller=stranger), timeout=5)
-        again = await bus.request(nc, api.REPROVISION, api.ReprovisionWorkspace(caller=stranger), timeout=5)
+        reply = await bus.request(nc, api.GET, api.GetWorkspace(caller=stranger), timeout=5, headers=vouched)
+        again = await bus.request(
+            nc, api.REPROVISION, api.ReprovisionWorkspace(caller=stranger), timeout=5, headers=vouched
+        )
     finally:
         await nc.close()
     assert reply.error is not None and reply.error.code == "NOT_FOUND"

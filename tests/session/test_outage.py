@@ -35,7 +35,7 @@ class SessionProcess:
     def __init__(self, nats: NatsServer, data_dir: Path, log: Path) -> None:
         self.env = {
             **os.environ,
-            "CODITECT_NATS_URL": nats.url,
+            **nats.identity_env("session"),
             "CODITECT_DATA_DIR": str(data_dir),
             "CODITECT_LOG_LEVEL": "WARNING",
             "CODITECT_MAX_ACTIVE_SESSIONS_PER_USER": "100000",

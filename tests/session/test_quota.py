@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from typing import Any, cast
 
@@ -12,9 +11,12 @@ import pytest
 
 from contracts import session as api
 from contracts.identity import Caller
-from services.session import sessions
-from services.session.context import SessionContext
+from services.session import repository as repo
+from services.session import rules
+from services.session.context import SessionContext, session_event, system_actor, utcnow
+from services.session.creates import CreateBatcher
 from shared.errors import ServiceError
+from shared.outbox import Outbox
 from shared.store import Store
 from tests.session.helpers import Gate, call, create, list_all, new_user
 from tests.support import Gateway
@@ -63,18 +65,25 @@ async def test_concurrent_creates_never_pass_the_quota(system: Gateway, session_
 async def test_concurrent_creates_inside_the_service_never_pass_the_quota(
     system: Gateway, session_overrides: dict[str, Any]
 ) -> None:
-    """The same race with every transaction held until all eight have reached one."""
+    """The race of two replicas, each committing a batch of four creates of one user, with both
+    transactions held until both have read the user's counter: the loser's batch conflicts, runs
+    again and finds the quota full."""
     user = await new_user(system)
     real: SessionContext = system.services["session"].ctx.components["session"]
-    ctx = dataclasses.replace(real, store=cast(Store, Gate(real.store, parties=8)))
+    gated = Outbox(
+        cast(Store, Gate(real.store, parties=2)), repo.OUTBOX, real.outbox.broker, dead_letters=repo.OUTBOX_DEAD_LETTER
+    )
+    replicas = [CreateBatcher(gated, lambda: 3, 0.5) for _ in range(2)]
     caller = Caller(tenant_id=user.tenant_id, user_id=user.id, session_id=uuid.uuid4())
 
     async def create_one(i: int) -> str:
+        record = rules.new_session(repo.SessionRecord, caller, name=f"racer {i}", workspace_path=None, now=utcnow())
         try:
-            await sessions.create(ctx, api.CreateSession(caller=caller, name=f"racer {i}"))
+            await replicas[i % 2].create(record, session_event(api.SESSION_CREATED, record, system_actor()))
         except ServiceError as error:
             return error.code
         return "ok"
 
     outcomes = sorted(await asyncio.gather(*(create_one(i) for i in range(8))))
     assert outcomes == ["SESSION_QUOTA_EXCEEDED"] * 5 + ["ok"] * 3, outcomes
+    assert [replica.transactions for replica in replicas] == [1, 1], "four creates, one transaction each"

@@ -113,3 +113,25 @@ async def test_a_token_valid_for_longer_than_the_access_ttl_is_refused() -> None
     assert await verifier.verify(_token(private, "k", lifetime=330))
     with pytest.raises(ApiError):
         await verifier.verify(_token(private, "k", lifetime=331))
+
+
+async def test_a_reply_sharing_no_known_key_adds_its_keys_but_retires_none() -> None:
+    live_private, live_jwk = _key("live")
+    _, stranger_jwk = _key("stranger")
+    bus = JwksReplies({"keys": [live_jwk]})
+    verifier = _verifier(bus)
+    token = _token(live_private, "live")
+    await verifier.verify(token)
+    bus.jwks = {"keys": [stranger_jwk]}  # a responder that is not the auth service, or a confused one
+    await verifier._refresh_keys(force=True)
+    verifier._verified.clear()
+    assert (await verifier.verify(token)).roles == ["member"]
+    assert set(verifier._keys) == {"live", "stranger"}
+
+
+async def test_the_key_set_stays_bounded() -> None:
+    keys = [_key(f"k{i}")[1] for i in range(40)]
+    bus = JwksReplies({"keys": keys})
+    verifier = _verifier(bus)
+    await verifier._refresh_keys(force=True)
+    assert len(verifier._keys) <= 16

@@ -102,6 +102,17 @@ async def add_tenant_user(request: web.Request) -> web.Response:
     return ok(await _send_body(request, auth.ADD_TENANT_USER, auth.AddTenantUser), status=201)
 
 
+async def remove_tenant_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["id"]
+    _deny_now(request, await send(request, auth.REMOVE_TENANT_USER, auth.RemoveTenantUser, {"user_id": user_id}))
+    return no_content()
+
+
+async def delete_tenant(request: web.Request) -> web.Response:
+    _deny_now(request, await send(request, auth.DELETE_TENANT, auth.DeleteTenant, {}))
+    return no_content()
+
+
 ROUTES = [
     Route(
         "POST",
@@ -204,6 +215,30 @@ ROUTES = [
         response=auth.UserPublic,
         status=201,
         tag="tenants",
+    ),
+    Route(
+        "DELETE",
+        "/tenants/me/users/{id}",
+        remove_tenant_user,
+        "Remove a user of the caller's tenant",
+        access="admin",
+        status=204,
+        tag="tenants",
+        description="The user's login stops working and every device of theirs is revoked at once; their sessions "
+        "end and their workspace is deprovisioned (auth.user_removed). Another tenant's user is 404; an admin "
+        "removing themself is 409 CANNOT_REMOVE_SELF (the caller stays, so a tenant always keeps an admin).",
+    ),
+    Route(
+        "DELETE",
+        "/tenants/me",
+        delete_tenant,
+        "Delete the caller's tenant with every user",
+        access="admin",
+        status=204,
+        tag="tenants",
+        description="Every user is removed as by DELETE /tenants/me/users/{id}, a batch at a time, the caller last "
+        "with the tenant itself (auth.tenant_deleted, one event per batch). Their emails may register again. "
+        "A deletion cut short (504) goes on in the service; repeating the request finishes whatever is left.",
     ),
 ]
 

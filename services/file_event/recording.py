@@ -1,0 +1,121 @@
+"""One batch of changes into the store, in one transaction: each new event's log, marker and history
+entries, each touched path's metadata once, and one ``file.changed`` per workspace staged in the outbox.
+
+Idempotent by (workspace, event id): an event whose marker exists is skipped, so a redelivered batch,
+a re-published event, or a transaction retried after an unknown commit result stores nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+
+from contracts import file_event as api
+from contracts.events import Actor, Event
+from contracts.provisioning import workspace_id
+from services.file_event import metadata
+from services.file_event import repository as repo
+from shared.outbox import Outbox
+from shared.store import Transaction
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose workspace a change belongs to: from the subject (bus) or the verified caller (HTTP)."""
+
+    tenant_id: UUID
+    user_id: UUID
+    workspace_id: UUID
+
+
+def owner_of_subject(subject: str) -> Owner:
+    """``fevt.<tenant>.<user>.<workspace>``, the workspace being that user's; else ValueError."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != "fevt":
+        raise ValueError(f"{subject!r} is not fevt.<tenant>.<user>.<workspace>")
+    tenant, user, workspace = (UUID(part) for part in parts[1:])
+    if workspace != workspace_id(tenant, user):
+        raise ValueError(f"workspace {workspace} is not the workspace of user {user} of tenant {tenant}")
+    return Owner(tenant, user, workspace)
+
+
+Item = tuple[Owner, api.FileChange]
+Recorded = dict[Owner, list[api.FileChange]]
+
+
+def record(tx: Transaction, items: list[Item], recorded_at: datetime) -> Recorded:
+    """Store the events not stored yet; returns them per owner, in batch order."""
+    stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
+    keys: dict[UUID, repo.WorkspaceKeys] = {}
+    files: dict[tuple[UUID, str], api.FileInfo | None] = {}
+    touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
+    recorded: Recorded = {}
+
+    def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
+        key = (ws, path)
+        if key not in files:
+            files[key] = repo.get_file(tx, space, path)
+        return files[key]
+
+    def update(space: repo.WorkspaceKeys, ws: UUID, info: api.FileInfo) -> None:
+        files[(ws, info.path)] = info
+        touched[(ws, info.path)] = space
+
+    for owner, change in items:
+        ws = owner.workspace_id
+        space = keys.get(ws) or keys.setdefault(ws, repo.WorkspaceKeys(ws))
+        if repo.seen(tx, space, change.event_id):
+            continue
+        repo.append(tx, space, change, stamp)
+        if change.kind == "moved":
+            assert change.old_path is not None
+            origin = current(space, ws, change.old_path)
+            update(space, ws, metadata.moved_to(origin, current(space, ws, change.path), change))
+            if change.old_path != change.path:
+                update(space, ws, metadata.moved_from(origin, change))
+        else:
+            update(space, ws, metadata.changed(current(space, ws, change.path), change))
+        recorded.setdefault(owner, []).append(change)
+    for key, space in touched.items():
+        info = files[key]
+        assert info is not None
+        repo.put_file(tx, space, info)
+    return recorded
+
+
+def file_changed(owner: Owner, changes: list[api.FileChange]) -> Event:
+    """The one ``file.changed`` of a workspace for a committed batch: counts, actors and a sample."""
+    actors = list(dict.fromkeys(change.actor for change in changes))
+    sample = changes[: api.CHANGED_SAMPLE_MAX]
+    data = api.FileChangedData(
+        user_id=owner.user_id,
+        workspace_id=owner.workspace_id,
+        count=len(changes),
+        actors=actors,
+        changes=[api.ChangedPath(path=c.path, kind=c.kind, old_path=c.old_path, actor=c.actor) for c in sample],
+        truncated=len(changes) > len(sample),
+        first_occurred_at=min(c.occurred_at for c in changes),
+        last_occurred_at=max(c.occurred_at for c in changes),
+    )
+    if actors == ["user"]:
+        actor = Actor(kind="human", user_id=owner.user_id)
+    else:  # an AI tool made some of them (each change names its own actor in data)
+        actor = Actor(kind="agent", user_id=owner.user_id, agent=actors[0] if len(actors) == 1 else None)
+    return Event(
+        type=api.FILE_CHANGED,
+        tenant_id=owner.tenant_id,
+        actor=actor,
+        target=f"workspace:{owner.workspace_id}",
+        data=data.model_dump(mode="json"),
+    )
+
+
+def record_and_stage(tx: Transaction, outbox: Outbox, items: list[Item], recorded_at: datetime) -> Recorded:
+    """``record``, then stage one ``file.changed`` per workspace that got new events, in the same transaction."""
+    recorded = record(tx, items, recorded_at)
+    for owner, changes in recorded.items():
+        outbox.stage(tx, file_changed(owner, changes))
+    return recorded

@@ -1,0 +1,45 @@
+"""File-event service settings (``CODITECT_*``, like every process: the common ones and these)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class FileEventSettings(CommonSettings):
+    ingest_batch_size: int = Field(
+        default=500, ge=1, le=5000, description="Messages one fetch takes from the file stream (one transaction)."
+    )
+    ingest_fetch_timeout_seconds: float = Field(
+        default=0.5, gt=0, description="How long a fetch waits for a full batch before taking what came."
+    )
+    ingest_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Fetched batches handled at once (a batch's transaction runs while the previous one commits).",
+    )
+    ingest_transaction_bytes: int = Field(
+        default=4_000_000,
+        ge=10_000,
+        le=9_000_000,
+        description="A fetched batch whose writes would pass this is split into several transactions "
+        "(FoundationDB refuses 10 MB; its guidance is to stay under 1 MB to 5 MB).",
+    )
+    ingest_max_deliver: int = Field(
+        default=10, ge=2, description="Deliveries of a message that keeps failing before it is dead-lettered."
+    )
+    ingest_ack_wait_seconds: float = Field(
+        default=30.0, gt=0, description="A delivered message not acknowledged within this comes again."
+    )
+    ingest_max_ack_pending: int = Field(
+        default=20_000, ge=1, description="Messages delivered and not yet acknowledged, across the replicas."
+    )
+    ingest_retry_delay_seconds: float = Field(
+        default=2.0, gt=0, description="A batch that failed (the store is down) comes back after this."
+    )
+    query_max_scan: int = Field(
+        default=5000, ge=100, description="Entries one page of events may scan to fill itself; past it, a short page."
+    )
+    handler_concurrency: int = Field(default=16, ge=1, description="Requests each subject handles at once.")
