@@ -142,7 +142,6 @@ def service_role(
     )
 
 
-
 # One row per role. Consumers: the durables each service's code creates (names must match).
 ROLES: Final[dict[str, Role]] = {
     role.name: role
