@@ -37,7 +37,8 @@ def http_status(url: str, timeout: float = 2.0) -> int:
 class System:
     """A running supervisor: ``base`` is the gateway's API root, ``data_dir`` its temp data folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env or {}
         self.data_dir = Path(tempfile.mkdtemp(prefix="coditect-bench-"))
         self.nats_port = free_port()
         self.gateway_port = free_port()
@@ -66,6 +67,7 @@ class System:
             "CODITECT_REGISTER_GLOBAL_LIMIT": "1000000",
             "CODITECT_MAX_ACTIVE_SESSIONS_PER_USER": "100000000",
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         log(f"starting the system (supervisor) on gateway port {self.gateway_port}, data in {self.data_dir}")
         started = time.monotonic()

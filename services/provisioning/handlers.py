@@ -48,11 +48,13 @@ def register_handlers(dispatcher: Dispatcher, ctx: ProvisioningContext) -> None:
 
 
 def event_handlers(ctx: ProvisioningContext) -> dict[str, Callable[[Event], Awaitable[Any]]]:
-    return {
-        auth.USER_REGISTERED: lambda e: workspaces.on_user_registered(ctx, e),
+    handlers: dict[str, Callable[[Event], Awaitable[Any]]] = {
         auth.USER_REMOVED: lambda e: workspaces.on_user_removed(ctx, e),
         auth.TENANT_DELETED: lambda e: workspaces.on_tenant_deleted(ctx, e),
     }
+    if ctx.settings.provisioning_on_register:
+        handlers[auth.USER_REGISTERED] = lambda e: workspaces.on_user_registered(ctx, e)
+    return handlers
 
 
 def register_consumers(broker: NatsBroker, ctx: ProvisioningContext) -> None:

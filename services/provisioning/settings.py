@@ -14,6 +14,11 @@ class ProvisioningSettings(CommonSettings):
     provisioning_backend: Literal["local", "kubernetes"] = Field(
         default="local", description="Where workspaces are made: a directory + monitor process, or Kubernetes."
     )
+    provisioning_on_register: bool = Field(
+        default=True,
+        description="Request a workspace when a user registers or is added. Off: only POST /workspaces/me/"
+        "reprovision requests one (hosts that provision on demand; the request-path benchmarks).",
+    )
     provisioning_max_attempts: int = Field(default=5, ge=1, description="Attempts before a workspace is failed.")
     provisioning_retry_base_seconds: float = Field(
         default=0.5, gt=0, description="First retry delay; doubled at each failed attempt."
