@@ -127,7 +127,8 @@ async def get(ctx: ProvisioningContext, message: api.GetWorkspace) -> api.Worksp
 
 
 async def reprovision(ctx: ProvisioningContext, message: api.ReprovisionWorkspace) -> api.Workspace:
-    """Provision the caller's workspace again (from ready or failed); the work runs in the background."""
+    """Provision the caller's workspace again (from ready or failed), or for the first time where workspaces
+    are provisioned on demand; the work runs in the background."""
     caller = caller_of(message)
     actor = Actor(kind="human", user_id=caller.user_id, ip=message.client.ip, user_agent=message.client.user_agent)
     now = utcnow()
@@ -135,7 +136,12 @@ async def reprovision(ctx: ProvisioningContext, message: api.ReprovisionWorkspac
     def change(tx: Transaction) -> states.WorkspaceRecord:
         before = repo.get(tx, caller.tenant_id, caller.user_id)
         if before is None:
-            raise not_found("workspace")
+            if ctx.settings.provisioning_on_register:
+                raise not_found("workspace")  # registration requests every workspace: this caller has none
+            record = states.new(caller.tenant_id, caller.user_id, ctx.backend.name, now)  # on demand
+            repo.save(tx, None, record)
+            ctx.stage(tx, api.WORKSPACE_REQUESTED, record, actor)
+            return record
         if before.status in ("deprovisioning", "deleted"):
             raise ServiceError(ErrorCode.CONFLICT, f"the workspace is {before.status}; it cannot be provisioned again")
         after = states.reprovision(before, now)
