@@ -149,6 +149,12 @@ class Monitor:
             now, wall = time.monotonic(), datetime.now(UTC)
             for raw in watcher.take():
                 self.coalescer.add(raw, now, wall)
+            if watcher.overflowed:
+                # The kernel dropped events (a burst such as unpacking an archive): what was lost is
+                # what the tree has and the manifest of reported changes does not.
+                watcher.overflowed = False
+                found = await self.catch_up(watcher.rules)
+                log.warning("the kernel's inotify queue overflowed; %d changes found by re-reading the tree", found)
             await self.record(self.coalescer.due(time.monotonic()))
         for raw in watcher.take():
             self.coalescer.add(raw, time.monotonic(), datetime.now(UTC))

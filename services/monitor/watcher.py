@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
@@ -28,6 +29,19 @@ from services.monitor.coalesce import RawEvent
 from services.monitor.ignore import IgnoreRules
 
 
+class _OverflowAlarm(logging.Handler):
+    """watchdog tells of a kernel inotify queue overflow (events lost) only in a log record; this turns
+    that record into a call, so the monitor can re-read the tree and report what was lost."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Inotify queue overflowed"):
+            self.on_overflow()
+
+
 class TreeWatcher(FileSystemEventHandler):
     """Collects raw events from watchdog's thread into a deque and wakes the loop once per batch."""
 
@@ -38,17 +52,25 @@ class TreeWatcher(FileSystemEventHandler):
         self.events: deque[RawEvent] = deque()
         self.wake = asyncio.Event()
         self._signalled = False
+        self.overflowed = False  # set from watchdog's thread; the loop re-reads the tree and clears it
         self.observer = Observer()
+        self._alarm = _OverflowAlarm(self._on_overflow)
 
     def start(self) -> None:
+        logging.getLogger("watchdog.observers.inotify_c").addHandler(self._alarm)
         self.observer.schedule(self, self.root, recursive=True)
         self.observer.start()
+
+    def _on_overflow(self) -> None:
+        self.overflowed = True
+        self.loop.call_soon_threadsafe(self._wake)
 
     def stop(self) -> None:
         # watchdog logs an error for an event its reader thread picks up while the observer stops.
         logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
         self.observer.stop()
         self.observer.join(5)
+        logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._alarm)
 
     def _relative(self, path: str | bytes) -> str | None:
         text = os.fsdecode(path)

@@ -122,3 +122,32 @@ async def test_a_second_monitor_of_the_same_workspace_steps_aside(monitor: Monit
     second = monitor.start()
     assert second.wait(20) == EXIT_LOCKED
     assert first.poll() is None
+
+
+async def test_a_burst_that_overflows_the_kernels_queue_loses_no_file(monitor: Monitor, nats: NatsServer) -> None:
+    """20,000 files written as fast as one process can: more than inotify's default queue (16,384 events)
+    holds, so the kernel drops events; the monitor re-reads the tree and reports each file once."""
+    import nats as nats_client
+
+    count = 20_000
+    process = monitor.start()
+    monitor.wait_watching(process)
+    for index in range(count):
+        (monitor.root / f"f{index:05d}").write_bytes(b"x")
+    nc = await nats_client.connect(nats.url)
+    try:
+        js = nc.jetstream()
+        stored = 0
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            info = await js.stream_info(subjects.FILE_EVENTS_STREAM, subjects_filter=monitor.subject)
+            stored = (info.state.subjects or {}).get(monitor.subject, 0)
+            if stored >= count:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # nothing more (no duplicate) arrives after the last one
+        info = await js.stream_info(subjects.FILE_EVENTS_STREAM, subjects_filter=monitor.subject)
+        stored = (info.state.subjects or {}).get(monitor.subject, 0)
+    finally:
+        await nc.close()
+    assert stored == count
