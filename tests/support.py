@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -326,3 +328,42 @@ def kill_nats(server: NatsServer) -> None:
     assert server.process is not None, "only a local nats-server can be killed"
     server.process.kill()
     server.process.wait()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServiceProcess:
+    """One service as a child process (``python -m services.<name>``) with its own bus identity: for
+    tests that kill it with SIGKILL and start it again."""
+
+    def __init__(self, nats: NatsServer, name: str, data_dir: Path, log: Path, **env: str) -> None:
+        self.name = name
+        self.env = {
+            **os.environ,
+            **nats.identity_env(name),
+            "CODITECT_DATA_DIR": str(data_dir),
+            "CODITECT_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"], cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -60,13 +60,12 @@ def new(tenant_id: UUID, user_id: UUID, backend: api.Backend, now: datetime) -> 
     )
 
 
-def reprovision(record: WorkspaceRecord, now: datetime) -> WorkspaceRecord | None:
-    """A new provisioning round from ready or failed; None when one is already under way."""
-    if record.status in ("requested", "provisioning"):
-        return None
+def _new_round(record: WorkspaceRecord, status: api.Status, now: datetime) -> WorkspaceRecord:
+    """The record starting a new round in ``status``: attempts reset, any claim dropped, and a new
+    generation, so work still running for the old round is superseded."""
     return record.model_copy(
         update={
-            "status": "requested",
+            "status": status,
             "attempts": 0,
             "error": None,
             "generation": record.generation + 1,
@@ -76,24 +75,20 @@ def reprovision(record: WorkspaceRecord, now: datetime) -> WorkspaceRecord | Non
             "updated_at": now,
         }
     )
+
+
+def reprovision(record: WorkspaceRecord, now: datetime) -> WorkspaceRecord | None:
+    """A new provisioning round from ready or failed; None when one is already under way."""
+    if record.status in ("requested", "provisioning"):
+        return None
+    return _new_round(record, "requested", now)
 
 
 def deprovision(record: WorkspaceRecord, now: datetime) -> WorkspaceRecord | None:
     """Start removing the workspace (any work on it is superseded); None when already on the way out."""
     if record.status in ("deprovisioning", "deleted"):
         return None
-    return record.model_copy(
-        update={
-            "status": "deprovisioning",
-            "attempts": 0,
-            "error": None,
-            "generation": record.generation + 1,
-            "next_attempt_at": now,
-            "lease": None,
-            "lease_until": None,
-            "updated_at": now,
-        }
-    )
+    return _new_round(record, "deprovisioning", now)
 
 
 def due(record: WorkspaceRecord, now: datetime) -> bool:

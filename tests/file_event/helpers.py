@@ -18,7 +18,7 @@ from nats.js.errors import NotFoundError
 from contracts import subjects
 from contracts.provisioning import workspace_id
 from services.file_event.context import FilesContext
-from tests.session.helpers import User, call, member_of, new_user
+from tests.session.helpers import User, call, list_all, member_of, new_user
 from tests.support import Gateway
 
 __all__ = ["User", "call", "member_of", "new_user"]
@@ -87,16 +87,7 @@ async def consumed(gateway: Gateway, count: int, timeout: float = 20.0) -> None:
 
 
 async def all_events(gateway: Gateway, user: User, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        status, body, _ = await call(gateway, "GET", "/files/events", user, **query)
-        assert status == 200, body
-        items += body["data"]["items"]
-        cursor = body["data"]["next_cursor"]
-        if cursor is None:
-            return items
+    return await list_all(gateway, user, "/files/events", **params)
 
 
 async def dead_letters(nats_url: str) -> list[tuple[bytes, dict[str, str]]]:

@@ -4,10 +4,6 @@ the store holds every event exactly once. (N is kept small for CI; bench/file_ev
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +14,8 @@ import pytest
 from contracts import subjects
 from services.file_event.ingest import DURABLE
 from tests.file_event.helpers import all_events, call, change, new_user, publish, subject_of, wait_for
-from tests.support import Gateway, NatsServer, wait_ready
+from tests.support import Gateway, NatsServer, ServiceProcess, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
 N = 6000
 
 
@@ -29,43 +24,17 @@ def file_event_in_process() -> bool:
     return False
 
 
-class FileEventProcess:
-    def __init__(self, nats: NatsServer, data_dir: Path, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            **nats.identity_env("file_event"),
-            "CODITECT_DATA_DIR": str(data_dir),
-            "CODITECT_LOG_LEVEL": "WARNING",
-            "CODITECT_INGEST_BATCH_SIZE": "200",
-            # What the killed process held comes back after this (30 s by default).
-            "CODITECT_INGEST_ACK_WAIT_SECONDS": "3",
-        }
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.file_event"], cwd=ROOT, env=self.env, stdout=log, stderr=log
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
-def file_event_process(nats: NatsServer, tmp_path: Path) -> Iterator[FileEventProcess]:
-    process = FileEventProcess(nats, tmp_path / "data", tmp_path / "file_event.log")
+def file_event_process(nats: NatsServer, tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(
+        nats,
+        "file_event",
+        tmp_path / "data",
+        tmp_path / "file_event.log",
+        CODITECT_INGEST_BATCH_SIZE="200",
+        # What the killed process held comes back after this (30 s by default).
+        CODITECT_INGEST_ACK_WAIT_SECONDS="3",
+    )
     try:
         yield process
     finally:
@@ -79,7 +48,7 @@ async def _consumer_counts(nc: Any) -> tuple[int, int, int]:
 
 
 async def test_kill_9_while_publishing_loses_nothing_and_duplicates_nothing(
-    system: Gateway, nats: NatsServer, file_event_process: FileEventProcess
+    system: Gateway, nats: NatsServer, file_event_process: ServiceProcess
 ) -> None:
     import nats as nats_client
 

@@ -68,13 +68,13 @@ async def create(gateway: Gateway, user: User, name: str = "work", **fields: Any
     return dict(body["data"])
 
 
-async def list_all(gateway: Gateway, user: User, **params: Any) -> list[dict[str, Any]]:
-    """Every page of the user's list."""
+async def list_all(gateway: Gateway, user: User, route: str = "/sessions", **params: Any) -> list[dict[str, Any]]:
+    """Every page of one of the user's lists (``/sessions`` unless told), following the cursors."""
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
         query = {**params, **({"cursor": cursor} if cursor else {})}
-        status, body, _ = await call(gateway, "GET", "/sessions", user, **query)
+        status, body, _ = await call(gateway, "GET", route, user, **query)
         assert status == 200, body
         items += body["data"]["items"]
         cursor = body["data"]["next_cursor"]

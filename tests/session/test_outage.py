@@ -4,10 +4,6 @@ once (no hang) while it is down; brought back, it has every session it acknowled
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +12,7 @@ from typing import Any
 import pytest
 
 from tests.session.helpers import call, list_all, new_user
-from tests.support import Gateway, NatsServer
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import Gateway, NatsServer, ServiceProcess
 
 
 @pytest.fixture
@@ -31,41 +25,11 @@ def gateway_overrides() -> dict[str, Any]:
     return {"request_timeout": 2.0}
 
 
-class SessionProcess:
-    def __init__(self, nats: NatsServer, data_dir: Path, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            **nats.identity_env("session"),
-            "CODITECT_DATA_DIR": str(data_dir),
-            "CODITECT_LOG_LEVEL": "WARNING",
-            "CODITECT_MAX_ACTIVE_SESSIONS_PER_USER": "100000",
-        }
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.session"], cwd=ROOT, env=self.env, stdout=log, stderr=log
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
-def session_process(nats: NatsServer, tmp_path: Path) -> Iterator[SessionProcess]:
-    process = SessionProcess(nats, tmp_path / "data", tmp_path / "session.log")
+def session_process(nats: NatsServer, tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(
+        nats, "session", tmp_path / "data", tmp_path / "session.log", CODITECT_MAX_ACTIVE_SESSIONS_PER_USER="100000"
+    )
     try:
         yield process
     finally:
@@ -83,7 +47,7 @@ async def _answering(system: Gateway) -> None:
 
 
 async def test_kill_9_answers_503_fast_while_down_and_loses_no_acknowledged_session(
-    system: Gateway, session_process: SessionProcess
+    system: Gateway, session_process: ServiceProcess
 ) -> None:
     session_process.start()
     await _answering(system)
