@@ -29,7 +29,7 @@ async def connect_monitor(server: NatsServer, credentials: MonitorCredentials, i
                 error_cb=identity.on_error,
                 **credentials.connect_options(),
             )
-        except NatsError:
+        except (NatsError, OSError):  # refused before the reload: an error or a closed connection
             await asyncio.sleep(0.05)
             continue
         identity.client = client
