@@ -7,9 +7,9 @@ reaches the last message: the service acknowledges only after its transaction co
 moment is "everything stored". The store is then read back in full to check nothing was lost or
 duplicated. The raw rate publishes the same bodies to a scratch stream nobody consumes.
 
-The system's bus is secured: the events are published as a workspace monitor with credentials issued
-by ``shared.monitorcreds`` (as provisioning will), progress is read as the file-event identity, and
-the raw rate runs on a scratch nats-server without permissions on the same machine (no identity may
+The system's bus is secured: the events are published with the key provisioning issued to the
+workspace's monitor (the workspace is provisioned on demand first), progress is read as the file-event
+identity, and the raw rate runs on a scratch nats-server without permissions on the same machine (no identity may
 create a stream of its own on the system's).
 """
 
@@ -38,7 +38,8 @@ from bench.loadgen import RequestSpec, run_load
 from bench.system import CpuMeter, System, call_json, cpu_text, register_and_login
 from contracts import subjects
 from contracts.provisioning import workspace_id
-from shared.monitorcreds import LocalMonitorIssuer, MonitorCredentials
+from shared.busauth import public_key_of
+from shared.monitorcreds import MonitorCredentials, monitor_identity
 from shared.supervisor import nats_server_binary, wait_port
 
 EVENTS = 100_000
@@ -179,6 +180,32 @@ def stored_ids(base: str, token: str) -> tuple[list[str], list[str]]:
     return ids, cursors
 
 
+def workspace_monitor_credentials(system: System, token: str, tenant: UUID, user: UUID) -> MonitorCredentials:
+    """Publish as the workspace's monitor does: the workspace is provisioned (the request-path system
+    provisions on demand), and its monitor's key, issued by provisioning, is read from the monitor's
+    state folder (a 0600 file: this bench runs as the same user as the system)."""
+    status, body = call_json("POST", f"{system.base}/workspaces/me/reprovision", token=token)
+    if status not in (200, 202):
+        raise RuntimeError(f"POST /workspaces/me/reprovision answered {status}: {body}")
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = call_json("GET", f"{system.base}/workspaces/me", token=token)
+        workspace_status: Any = body
+        if status == 200 and workspace_status["data"]["status"] == "ready":
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bench's workspace did not become ready: {status} {body}")
+        time.sleep(0.1)
+    workspace = workspace_id(tenant, user)
+    seed = (system.data_dir / "monitors" / str(workspace) / "nats.nk").read_bytes().strip()
+    return MonitorCredentials(
+        identity=monitor_identity(workspace),
+        subject=subjects.file_subject(tenant, user, workspace),
+        seed=seed.decode(),
+        public_key=public_key_of(seed),
+    )
+
+
 def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
     count = QUICK_EVENTS if options.quick else EVENTS
     url = f"nats://127.0.0.1:{system.nats_port}"
@@ -196,7 +223,7 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
     meter = CpuMeter(system)
     before = meter.snapshot()
     bus_dir = system.data_dir / "bus"
-    credentials = LocalMonitorIssuer(bus_dir).issue(tenant, user, workspace_id(tenant, user))
+    credentials = workspace_monitor_credentials(system, token, tenant, user)
     ingest, publishing = asyncio.run(end_to_end(url, credentials, str(bus_dir / "file_event.nk"), items))
     cpu = CpuMeter.delta(before, meter.snapshot())
     log(f"files: end to end {ingest:,.0f} events/s (publishing ran at {publishing:,.0f} msg/s)")

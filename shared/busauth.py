@@ -4,10 +4,13 @@ configuration that lets each of them do exactly what ``shared.buspolicy`` says.
 The folder (``<data>/bus`` under ``./dev up``) holds:
 
 - ``<identity>.nk``: the identity's nkey seed, 0600, created on first start and never logged;
+- ``monitor-issuer.nk``: the account nkey seed that signs workspace monitors' authorizations (given to
+  provisioning only: ``shared.buscallout``);
 - ``nats.conf``: the server's settings, including ``authorization.conf``;
 - ``authorization.conf``: every identity's public key and permissions (no secret: nkeys are
-  challenge/response, the server keeps public keys only). Rewritten when a workspace monitor is given
-  or loses its credentials (``shared.monitorcreds``), then the server reloads it (SIGHUP).
+  challenge/response, the server keeps public keys only), and the authorization callout that admits
+  workspace monitors. Written once: monitors come and go without touching it, so the server never
+  reloads (a reload forgets the reply grants of requests in flight).
 """
 
 from __future__ import annotations
@@ -17,19 +20,19 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import nkeys
 
-from shared.buspolicy import ROLES, Role
+from shared.buspolicy import ROLES
 
 SEED_SUFFIX: Final = ".nk"
 SERVER_CONFIG: Final = "nats.conf"
 AUTHORIZATION_CONFIG: Final = "authorization.conf"
-MONITORS_REGISTRY: Final = "monitors.json"
+MONITOR_ISSUER: Final = "monitor-issuer"
 PID_FILE: Final = "nats.pid"
 LOCK_FILE: Final = ".lock"
 
@@ -37,6 +40,11 @@ LOCK_FILE: Final = ".lock"
 def new_user_seed() -> bytes:
     """A fresh nkey user seed (``SU...``) from the OS's random source."""
     return bytes(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER))
+
+
+def new_account_seed() -> bytes:
+    """A fresh nkey account seed (``SA...``): the issuer of callout-made user authorizations."""
+    return bytes(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_ACCOUNT))
 
 
 def public_key_of(seed: bytes) -> str:
@@ -85,7 +93,7 @@ class BusFolder:
         private_dir(self.path)
         seed_file = self.seed_file(identity)
         if not seed_file.exists():
-            write_private(seed_file, new_user_seed())
+            write_private(seed_file, new_account_seed() if identity == MONITOR_ISSUER else new_user_seed())
         os.chmod(seed_file, 0o600)
         return public_key_of(seed_file.read_bytes().strip())
 
@@ -100,34 +108,31 @@ class BusFolder:
     def pid_file(self) -> Path:
         return self.path / PID_FILE
 
-    def monitors(self) -> dict[str, dict[str, str]]:
-        """Workspace monitors with credentials: name → {public key, subject}."""
-        registry = self.path / MONITORS_REGISTRY
-        if not registry.exists():
-            return {}
-        data: dict[str, dict[str, str]] = json.loads(registry.read_text())
-        return data
-
-    def save_monitors(self, monitors: Mapping[str, Mapping[str, str]]) -> None:
-        write_private(self.path / MONITORS_REGISTRY, json.dumps(monitors, indent=1, sort_keys=True).encode())
+    @property
+    def monitor_issuer_seed_file(self) -> Path:
+        return self.seed_file(MONITOR_ISSUER)
 
     def write_authorization(self, *, extra_users: list[dict[str, Any]] | None = None) -> Path:
-        """Render ``authorization.conf`` from the roles' public keys and the registered monitors."""
-        from shared.buspolicy import monitor_role
+        """Render ``authorization.conf``: the roles' public keys and permissions, and the callout.
 
+        Every configured user is an ``auth_user`` of the callout (the server checks it as configured);
+        anyone else, a workspace monitor, is admitted only by provisioning's answer, signed by the
+        monitor issuer (``shared.buscallout``)."""
         users: list[dict[str, Any]] = [
             {"nkey": self.ensure_identity(name), "permissions": role.permissions()} for name, role in ROLES.items()
         ]
-        for name, monitor in sorted(self.monitors().items()):
-            role: Role = monitor_role(name, monitor["subject"])
-            users.append({"nkey": monitor["public_key"], "permissions": role.permissions()})
         extra = extra_users if extra_users is not None else self._extra_users()
         if extra_users is not None:
             write_private(self.path / "extra-users.json", json.dumps(extra_users).encode())
         users.extend(extra)
+        callout = {
+            "issuer": self.ensure_identity(MONITOR_ISSUER),
+            "auth_users": [user.get("nkey") or user["user"] for user in users],
+        }
         target = self.path / AUTHORIZATION_CONFIG
         # JSON is valid nats-server configuration; a quoted "$JS.API..." is not a variable.
-        write_private(target, b"authorization: " + json.dumps({"users": users}, indent=1).encode() + b"\n")
+        body = json.dumps({"users": users, "auth_callout": callout}, indent=1)
+        write_private(target, b"authorization: " + body.encode() + b"\n")
         return target
 
     def _extra_users(self) -> list[dict[str, Any]]:
@@ -164,12 +169,3 @@ class BusFolder:
             lines.insert(3, f"log_file: {json.dumps(str(log_file))}")
         write_private(self.server_config, ("\n".join(lines) + "\n").encode())
         return self.server_config
-
-    def reload_server(self) -> bool:
-        """Ask the local nats-server to reload its configuration; False when none runs from here."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 1)  # SIGHUP: nats-server reloads; connections of removed users are closed
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            return False
-        return True

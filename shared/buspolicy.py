@@ -32,6 +32,9 @@ from contracts.subjects import (
 )
 
 JS_API: Final = "$JS.API"
+# Where nats-server asks who a connecting workspace monitor is (its authorization callout,
+# ``shared.buscallout``); only provisioning, which issued the monitor's key, answers.
+AUTH_CALLOUT_SUBJECT: Final = "$SYS.REQ.USER.AUTH"
 GATEWAY: Final = "gateway"
 OPERATOR: Final = "operator"
 BOOTSTRAP: Final = "bootstrap"
@@ -112,6 +115,14 @@ class Role:
             permissions["allow_responses"] = {"max": 1, "expires": "1m"}
         return permissions
 
+    def jwt_permissions(self) -> dict[str, Any]:
+        """The same rights in a user JWT's shape (``pub``/``sub``/``resp``), for callout-issued users."""
+        permissions = self.permissions()
+        claims: dict[str, Any] = {"pub": permissions["publish"], "sub": permissions["subscribe"]}
+        if "allow_responses" in permissions:
+            claims["resp"] = {"max": 1, "ttl": 60_000_000_000}  # nanoseconds, as the JWT counts them
+        return claims
+
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
@@ -127,6 +138,7 @@ def service_role(
     consumers: tuple[Consumer, ...] = (),
     publishes: tuple[str, ...] = (),
     requests: tuple[str, ...] = (),
+    listens: tuple[str, ...] = (),
     js_api: tuple[str, ...] = (),
 ) -> Role:
     """A service: answers ``rpc.<service>.>``, publishes ``evt.<its namespace>.>`` and its dead letters
@@ -136,6 +148,7 @@ def service_role(
         name=service,
         serves=(rpc(service, ">"),),
         requests=requests,
+        listens=listens,
         publishes=(event(EVENT_NAMESPACES[service], ">"), dead_letter_subject(service), *publishes),
         consumers=consumers,
         js_api=(*stream_info(*streams), *js_api),
@@ -161,6 +174,7 @@ ROLES: Final[dict[str, Role]] = {
             # One durable over every auth event, so a removal is never handled before the
             # registration it undoes; it acts on user_registered, user_removed and tenant_deleted only.
             consumers=(Consumer(EVENTS_STREAM, durable("provisioning", "auth-events"), (event("auth", "*"),)),),
+            listens=(AUTH_CALLOUT_SUBJECT,),
         ),
         service_role(
             "file_event",

@@ -19,11 +19,6 @@ class CommonSettings(BaseSettings):
         description="This process's NATS nkey seed (a 0600 file; ./dev up creates one per identity under "
         "<data>/bus). Without it the process connects anonymously and says so once.",
     )
-    bus_dir: Path | None = Field(
-        default=None,
-        description="The bus folder (identities and nats-server configuration, <data>/bus under ./dev up). Set "
-        "only for the process that issues workspace monitor credentials (provisioning).",
-    )
     caller_public_key: str | None = Field(
         default=None,
         description="Services: the caller-assertion public keys they trust (base64url Ed25519, comma-separated: "

@@ -152,7 +152,8 @@ def identity_env(env: dict[str, str], bus: BusFolder, name: str, trusted: str) -
     if name == GATEWAY:
         child["CODITECT_CALLER_SIGNING_KEY_FILE"] = str(bus.path / f"{GATEWAY}-caller.key")
     if name == "provisioning":
-        child["CODITECT_BUS_DIR"] = str(bus.path)  # it issues workspace monitor credentials (shared/monitorcreds.py)
+        # It issues workspace monitors their keys and admits them (shared/buscallout.py).
+        child["CODITECT_MONITOR_ISSUER_SEED_FILE"] = str(bus.monitor_issuer_seed_file)
     return child
 
 

@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from tests.support import Gateway, NatsServer, free_port, nats_server, running_gateway, start_service, wait_ready
+from tests.support import (
+    Gateway,
+    NatsServer,
+    free_port,
+    nats_server,
+    running_gateway,
+    start_service,
+    wait_ready,
+    with_identity,
+)
 
 
 @pytest.fixture
@@ -168,7 +177,8 @@ async def start_provisioning(env: dict[str, Any], overrides: dict[str, Any]) -> 
     from services.provisioning.app import build
     from services.provisioning.settings import ProvisioningSettings
 
-    settings = ProvisioningSettings(**env, **{**PROVISIONING_TEST_TIMINGS, **overrides})
+    # Its own identity before build: on a secured server it issues and admits workspace monitors' keys.
+    settings = with_identity(ProvisioningSettings(**env, **{**PROVISIONING_TEST_TIMINGS, **overrides}), "provisioning")
     return await start_service("provisioning", settings, build(settings))
 
 

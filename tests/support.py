@@ -99,8 +99,8 @@ class NatsServer:
         }
         if identity in (GATEWAY, OPERATOR):
             values["caller_signing_key_file"] = self.caller_key_file(identity)
-        if identity == "provisioning":  # it issues workspace monitors their own identities
-            values["bus_dir"] = self.bus.path
+        if identity == "provisioning":  # it issues workspace monitors their keys and admits them
+            values["monitor_issuer_seed_file"] = self.bus.monitor_issuer_seed_file
         return values
 
     def identity_env(self, identity: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from services.provisioning import repository as repo
 from services.provisioning.backends import make_backend
 from services.provisioning.context import ProvisioningContext
 from services.provisioning.handlers import register_consumers, register_handlers
+from services.provisioning.monitor_keys import MonitorKeys, callout_responder
 from services.provisioning.settings import ProvisioningSettings
 from shared.outbox import Outbox
 from shared.service import Register, ServiceContext
@@ -21,11 +22,13 @@ def build(settings: ProvisioningSettings) -> Register:
 
     def register(ctx: ServiceContext) -> None:
         outbox = Outbox(ctx.store, repo.OUTBOX, ctx.broker, dead_letters=repo.OUTBOX_DEAD_LETTER)
-        backend = make_backend(settings)
+        keys = MonitorKeys(ctx.store)
+        backend = make_backend(settings, keys if settings.monitor_issuer_seed_file is not None else None)
         provisioning = ProvisioningContext(store=ctx.store, outbox=outbox, settings=settings, backend=backend)
         register_handlers(ctx.dispatcher, provisioning)
         register_consumers(ctx.broker, provisioning)
         ctx.components["provisioning"] = provisioning
+        ctx.components["monitor_keys"] = keys
 
         async def work(stop: asyncio.Event) -> None:
             try:
@@ -33,6 +36,13 @@ def build(settings: ProvisioningSettings) -> Register:
             finally:
                 await provisioning.cancel_all()
 
+        responder = callout_responder(settings, keys)
+        if responder is not None:
+
+            async def admit_monitors(stop: asyncio.Event) -> None:
+                await responder.serve(ctx.broker.config.connection_state.connection, stop, queue=SERVICE)
+
+            ctx.background.append(admit_monitors)
         ctx.background.append(outbox.run)
         ctx.background.append(backend.run)
         ctx.background.append(work)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from services.provisioning.settings import ProvisioningSettings
 
@@ -17,7 +17,7 @@ class MonitorIdentity:
 
     identity: str
     inbox_prefix: str
-    seed_file: Path
+    seed_file: PurePath
 
 
 def monitor_environment(
@@ -33,9 +33,9 @@ def monitor_environment(
     """``CODITECT_*`` variables of ``services.monitor.settings.MonitorSettings`` for one workspace.
 
     Credentials: the workspace's own bus identity when one was issued (``credentials``: a monitor that
-    may publish only on its own ``fevt.<tenant>.<user>.<workspace>``, shared/monitorcreds.py); else the
-    NATS user/password given to provisioning for monitors (``CODITECT_MONITOR_NATS_USER``/``_PASSWORD``
-    in its environment: the Kubernetes backend until per-pod issuance exists), if any."""
+    may publish only on its own ``fevt.<tenant>.<user>.<workspace>``, shared/monitorcreds.py); else (an
+    open developer bus) the NATS user/password given to provisioning for monitors
+    (``CODITECT_MONITOR_NATS_USER``/``_PASSWORD`` in its environment), if any."""
     env = {
         "CODITECT_NATS_URL": settings.monitor_nats_url or settings.nats_url,
         "CODITECT_TENANT_ID": str(tenant_id),

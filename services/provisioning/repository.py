@@ -8,6 +8,9 @@
     ("provisioning", "processed", event_id)       → processed_us      consumed events (idempotency)
     ("provisioning", "processed_at", us, event_id) → ""               markers by age, pruned once the
                                                                        stream can no longer redeliver them
+    ("provisioning", "monitor_key", public_key)   → MonitorKey        workspace monitors' bus keys: who
+                                                                       the authorization callout admits
+    ("provisioning", "monitor_keys", workspace, public_key) → ""      a workspace's keys (to withdraw)
     ("provisioning", "outbox", …)                 → staged events
     ("provisioning", "outbox_dead_letter", …)     → staged events that could not be decoded
 
@@ -23,6 +26,7 @@ from uuid import UUID
 
 import fdb.tuple
 from fdb.subspace_impl import Subspace
+from pydantic import BaseModel
 
 from services.provisioning.states import WORKING, WorkspaceRecord
 from shared.store import Transaction
@@ -33,10 +37,20 @@ WORKING_INDEX = ROOT["working"]
 READY_INDEX = ROOT["ready"]
 PROCESSED = ROOT["processed"]
 PROCESSED_AT = ROOT["processed_at"]
+MONITOR_KEY = ROOT["monitor_key"]
+MONITOR_KEYS = ROOT["monitor_keys"]
 OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MonitorKey(BaseModel):
+    """A workspace monitor's bus key as issued: the identity and the one subject it may publish on."""
+
+    identity: str
+    subject: str
+    workspace_id: UUID
 
 
 def _key(space: Subspace, tenant_id: UUID, user_id: UUID) -> bytes:
@@ -100,3 +114,23 @@ def prune_processed(tx: Transaction, processed_before: datetime, limit: int) -> 
         tx.clear(PROCESSED.pack((PROCESSED_AT.unpack(key)[1],)))
         tx.clear(key)
     return len(rows)
+
+
+def monitor_key(tx: Transaction, public_key: str) -> MonitorKey | None:
+    raw = tx.get(MONITOR_KEY.pack((public_key,)))
+    return None if raw is None else MonitorKey.model_validate_json(raw)
+
+
+def withdraw_monitor_keys(tx: Transaction, workspace_id: UUID) -> int:
+    """Forget every key of a workspace's monitor; how many there were."""
+    prefix = MONITOR_KEYS[str(workspace_id)]
+    rows = tx.get_range(prefix.range().start, prefix.range().stop)
+    for key, _ in rows:
+        tx.clear(MONITOR_KEY.pack((prefix.unpack(key)[0],)))
+    tx.clear_range(prefix.range().start, prefix.range().stop)
+    return len(rows)
+
+
+def add_monitor_key(tx: Transaction, public_key: str, key: MonitorKey) -> None:
+    tx.set(MONITOR_KEY.pack((public_key,)), key.model_dump_json().encode())
+    tx.set(MONITOR_KEYS.pack((str(key.workspace_id), public_key)), b"")

@@ -52,6 +52,20 @@ class ProvisioningSettings(CommonSettings):
         default=None, description="The NATS URL monitors connect to; default the service's own nats_url."
     )
 
+    # Workspace monitors' bus identities (shared/buscallout.py).
+    monitor_issuer_seed_file: Path | None = Field(
+        default=None,
+        description="The account nkey seed nats-server trusts for callout answers (<bus>/monitor-issuer.nk). "
+        "Set: every workspace monitor gets its own key, admitted by this service. Unset (an open "
+        "developer server): monitors connect as CODITECT_MONITOR_NATS_USER/_PASSWORD, if given.",
+    )
+    monitor_authorization_ttl_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long an admitted monitor's authorization lasts before its connection asks again: "
+        "the longest a withdrawn key stays connected.",
+    )
+
     # Kubernetes backend.
     k8s_workspace_image: str = "ghcr.io/coditect/workspace:latest"
     k8s_monitor_image: str = "ghcr.io/coditect/backend:latest"

@@ -48,7 +48,7 @@ async def test_a_forged_admin_caller_never_creates_a_user(
 
     # 1. No credentials: the connection itself is refused.
     with pytest.raises(NatsError):
-        await nats_client.connect(nats.client_url, allow_reconnect=False, connect_timeout=2)
+        await nats_client.connect(nats.client_url, allow_reconnect=False, connect_timeout=5)
 
     # 2. Another process's identity: it may not send auth's requests (no one answers it).
     async with connected(nats, "file_event") as other:

@@ -203,17 +203,17 @@ async def test_only_the_bootstrap_identity_creates_streams(nats: NatsServer) -> 
 
 async def test_an_anonymous_connection_is_refused(nats: NatsServer) -> None:
     with pytest.raises(NatsError, match=r"[Aa]uthorization"):
-        await nats_client.connect(nats.client_url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+        await nats_client.connect(nats.client_url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5)
 
 
 async def test_an_unknown_key_is_refused(nats: NatsServer, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger.nk"
     write_private(stranger, new_user_seed())
     with pytest.raises(NatsError, match=r"[Aa]uthorization"):
-        await nats_client.connect(nats.client_url, nkeys_seed=str(stranger), allow_reconnect=False, connect_timeout=2)
+        await nats_client.connect(nats.client_url, nkeys_seed=str(stranger), allow_reconnect=False, connect_timeout=5)
 
 
 async def test_a_wrong_password_for_the_test_admin_is_refused(nats: NatsServer) -> None:
     wrong = nats.url.replace("@", "x@", 1)
     with pytest.raises(NatsError, match=r"[Aa]uthorization"):
-        await nats_client.connect(wrong, allow_reconnect=False, connect_timeout=2)
+        await nats_client.connect(wrong, allow_reconnect=False, connect_timeout=5)

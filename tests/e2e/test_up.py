@@ -162,7 +162,7 @@ def assert_bus_secured(runner: Runner) -> None:
         assert seed.read_text().strip() not in runner.announced
 
     async def anonymous() -> None:
-        await nats.connect(f"nats://127.0.0.1:{runner.nats_port}", allow_reconnect=False, connect_timeout=2)
+        await nats.connect(f"nats://127.0.0.1:{runner.nats_port}", allow_reconnect=False, connect_timeout=5)
 
     with pytest.raises(nats.errors.Error):
         asyncio.run(anonymous())

@@ -10,8 +10,10 @@ from uuid import UUID
 import kubernetes_validate
 import pytest
 
+from contracts.provisioning import workspace_id
 from services.provisioning.backends.manifests import delete_set, workspace_manifests
 from services.provisioning.settings import ProvisioningSettings
+from shared.monitorcreds import new_monitor_credentials
 from tests.provisioning.helpers import wait_status
 from tests.session.helpers import new_user
 from tests.support import Gateway
@@ -99,6 +101,28 @@ def test_no_credential_is_written_into_the_pod_spec(monkeypatch: pytest.MonkeyPa
     kinds = _by_kind(_manifests())
     assert "s3cret-value" not in str(kinds["Deployment"])
     assert kinds["Secret"]["stringData"] == {"CODITECT_NATS_USER": "monitor", "CODITECT_NATS_PASSWORD": "s3cret-value"}
+
+
+def test_the_monitor_gets_its_own_key_mounted_into_the_sidecar_only() -> None:
+    monitor = new_monitor_credentials(TENANT, USER, workspace_id(TENANT, USER))
+    manifests = workspace_manifests(ProvisioningSettings(), TENANT, USER, monitor=monitor)
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    kinds = _by_kind(manifests)
+    assert kinds["Secret"]["stringData"] == {"nats.nk": monitor.seed}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert monitor.seed not in str(pod)
+    containers = {c["name"]: c for c in pod["containers"]}
+    sidecar_env = {e["name"]: e.get("value") for e in containers["file-monitor"]["env"]}
+    assert sidecar_env["CODITECT_NATS_SEED_FILE"] == "/etc/coditect-monitor/nats.nk"
+    assert sidecar_env["CODITECT_NATS_IDENTITY"] == monitor.identity
+    assert sidecar_env["CODITECT_NATS_INBOX_PREFIX"] == monitor.inbox_prefix
+    assert {"name": "monitor-key", "mountPath": "/etc/coditect-monitor", "readOnly": True} in containers[
+        "file-monitor"
+    ]["volumeMounts"]
+    # The user's own code runs in the workspace container: no secret reaches it.
+    assert all(m["name"] == "workspace" for m in containers["workspace"]["volumeMounts"])
+    assert "CODITECT_NATS_SEED_FILE" not in str(containers["workspace"])
 
 
 def test_deprovision_deletes_the_whole_set_namespace_last() -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel
 
 from contracts import provisioning as api
 from services.provisioning.settings import ProvisioningSettings
+
+if TYPE_CHECKING:
+    from services.provisioning.monitor_keys import MonitorKeys
 
 
 class WorkspaceRef(BaseModel):
@@ -44,11 +47,12 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def make_backend(settings: ProvisioningSettings) -> Backend:
+def make_backend(settings: ProvisioningSettings, keys: MonitorKeys | None = None) -> Backend:
+    """``keys``: each workspace's monitor gets a bus key of its own (None: an open developer bus)."""
     if settings.provisioning_backend == "kubernetes":
         from services.provisioning.backends.kubernetes import KubernetesBackend
 
-        return KubernetesBackend(settings)
+        return KubernetesBackend(settings, keys=keys)
     from services.provisioning.backends.local import LocalBackend
 
-    return LocalBackend(settings)
+    return LocalBackend(settings, keys=keys)

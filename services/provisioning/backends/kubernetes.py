@@ -26,15 +26,20 @@ from services.provisioning.settings import ProvisioningSettings
 if TYPE_CHECKING:
     from lightkube import AsyncClient
 
+    from services.provisioning.monitor_keys import MonitorKeys
+
 log = logging.getLogger(__name__)
 
 
 class KubernetesBackend:
     name: Final[api.Backend] = "kubernetes"
 
-    def __init__(self, settings: ProvisioningSettings, client: AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: ProvisioningSettings, client: AsyncClient | None = None, *, keys: MonitorKeys | None = None
+    ) -> None:
         self.settings = settings
         self._client = client
+        self.keys = keys
 
     def client(self) -> AsyncClient:
         """Created on first use (in-cluster service account, else KUBECONFIG): a missing cluster fails an
@@ -49,7 +54,9 @@ class KubernetesBackend:
         from lightkube.codecs import from_dict
 
         client = self.client()
-        for manifest in workspace_manifests(self.settings, ref.tenant_id, ref.user_id):
+        # A new key on every (re)provisioning: the Secret is applied with it, the earlier key withdrawn.
+        monitor = None if self.keys is None else await self.keys.issue(ref.tenant_id, ref.user_id, ref.workspace_id)
+        for manifest in workspace_manifests(self.settings, ref.tenant_id, ref.user_id, monitor=monitor):
             await client.apply(from_dict(manifest), field_manager=self.settings.k8s_field_manager, force=True)
         return {
             "namespace": namespace_name(ref.user_id),
@@ -71,6 +78,8 @@ class KubernetesBackend:
             except ApiError as error:
                 if error.status.code != 404:
                     raise
+        if self.keys is not None:
+            await self.keys.withdraw(ref.workspace_id)
 
     async def attach(self, refs: list[WorkspaceRef]) -> None:
         """Nothing to re-attach: the cluster keeps the pods (and their monitor sidecars) running."""

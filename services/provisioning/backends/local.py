@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
 from contracts import provisioning as api
@@ -16,7 +16,10 @@ from services.provisioning.backends.monitors import MonitorSupervisor
 from services.provisioning.monitor_env import MonitorIdentity, monitor_environment
 from services.provisioning.settings import ProvisioningSettings
 from shared.buspolicy import inbox_prefix
-from shared.monitorcreds import issue_monitor_credentials, monitor_identity, revoke_monitor_credentials
+from shared.monitorcreds import monitor_identity
+
+if TYPE_CHECKING:
+    from services.provisioning.monitor_keys import MonitorKeys
 
 MONITOR_START_TIMEOUT_SECONDS = 15.0
 SEED_FILE = "nats.nk"
@@ -36,8 +39,9 @@ class MonitorDidNotStart(RuntimeError):
 class LocalBackend:
     name: Final[api.Backend] = "local"
 
-    def __init__(self, settings: ProvisioningSettings) -> None:
+    def __init__(self, settings: ProvisioningSettings, *, keys: MonitorKeys | None = None) -> None:
         self.settings = settings
+        self.keys = keys
         self.root = settings.workspaces_root().resolve()
         self.monitors_root = settings.monitors_root().resolve()
         self.monitors = MonitorSupervisor(settings.monitor_restart_backoff_max_seconds)
@@ -53,13 +57,13 @@ class LocalBackend:
 
     async def _identity(self, ref: WorkspaceRef) -> MonitorIdentity | None:
         """The workspace monitor's own bus identity, issued once and kept in its state folder (0600).
-        None on an open developer server (no bus folder): the monitor then connects as services do."""
-        if self.settings.bus_dir is None:
+        None on an open developer bus (no keys issued here): the monitor then connects as services do."""
+        if self.keys is None:
             return None
         identity = monitor_identity(ref.workspace_id)
         seed_file = self.state_dir(ref) / SEED_FILE
         if not seed_file.exists():
-            credentials = await issue_monitor_credentials(self.settings, ref.tenant_id, ref.user_id, ref.workspace_id)
+            credentials = await self.keys.issue(ref.tenant_id, ref.user_id, ref.workspace_id)
             await asyncio.to_thread(_write_secret, seed_file, credentials.seed)
         return MonitorIdentity(identity=identity, inbox_prefix=inbox_prefix(identity), seed_file=seed_file)
 
@@ -92,8 +96,8 @@ class LocalBackend:
 
     async def deprovision(self, ref: WorkspaceRef) -> None:
         await self.monitors.stop(ref.workspace_id, self.state_dir(ref))
-        if self.settings.bus_dir is not None:
-            await revoke_monitor_credentials(self.settings, ref.tenant_id, ref.user_id, ref.workspace_id)
+        if self.keys is not None:
+            await self.keys.withdraw(ref.workspace_id)
         await asyncio.to_thread(shutil.rmtree, self.path(ref), True)
         await asyncio.to_thread(shutil.rmtree, self.state_dir(ref), True)
 

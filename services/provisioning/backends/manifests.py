@@ -9,18 +9,22 @@ sidecar), a NetworkPolicy and a ResourceQuota, every one labelled with tenant an
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any, Final
 from uuid import UUID
 
 from contracts import provisioning as api
-from services.provisioning.monitor_env import monitor_environment
+from services.provisioning.monitor_env import MonitorIdentity, monitor_environment
 from services.provisioning.settings import ProvisioningSettings
+from shared.monitorcreds import MonitorCredentials
 
 Manifest = dict[str, Any]
 
 MANAGED_BY: Final = "coditect-provisioning"
 WORKSPACE_MOUNT: Final = "/workspace"
 MONITOR_STATE_MOUNT: Final = "/var/lib/coditect-monitor"
+MONITOR_KEY_MOUNT: Final = "/etc/coditect-monitor"
+MONITOR_SEED_KEY: Final = "nats.nk"
 DEPLOYMENT: Final = "workspace"
 MONITOR_SECRET: Final = "monitor-nats"
 _SECRET_VARIABLES: Final = ("CODITECT_NATS_USER", "CODITECT_NATS_PASSWORD")
@@ -64,12 +68,27 @@ def _restricted_container() -> dict[str, Any]:
 
 
 def workspace_manifests(
-    settings: ProvisioningSettings, tenant_id: UUID, user_id: UUID, *, session_id: UUID | None = None
+    settings: ProvisioningSettings,
+    tenant_id: UUID,
+    user_id: UUID,
+    *,
+    session_id: UUID | None = None,
+    monitor: MonitorCredentials | None = None,
 ) -> list[Manifest]:
-    """Everything one user's workspace needs, in apply order (the Namespace first)."""
+    """Everything one user's workspace needs, in apply order (the Namespace first). ``monitor``: the
+    monitor's own bus key, put in the namespace's Secret and mounted into the sidecar only."""
     ns = namespace_name(user_id)
     workspace = api.workspace_id(tenant_id, user_id)
     pod_labels = {**labels(tenant_id, user_id), "app.kubernetes.io/name": "workspace"}
+    identity = (
+        None
+        if monitor is None
+        else MonitorIdentity(
+            identity=monitor.identity,
+            inbox_prefix=monitor.inbox_prefix,
+            seed_file=PurePosixPath(MONITOR_KEY_MOUNT) / MONITOR_SEED_KEY,
+        )
+    )
     monitor_env = monitor_environment(
         settings,
         tenant_id=tenant_id,
@@ -77,8 +96,11 @@ def workspace_manifests(
         workspace_id=workspace,
         root=WORKSPACE_MOUNT,
         state_dir=MONITOR_STATE_MOUNT,
+        credentials=identity,
     )
-    secrets = {name: monitor_env.pop(name) for name in _SECRET_VARIABLES if name in monitor_env}
+    secrets: dict[str, str] = {name: monitor_env.pop(name) for name in _SECRET_VARIABLES if name in monitor_env}
+    if monitor is not None:
+        secrets[MONITOR_SEED_KEY] = monitor.seed
     workspace_env = [
         {"name": "USER_ID", "value": str(user_id)},
         {"name": "TENANT_ID", "value": str(tenant_id)},
@@ -222,6 +244,7 @@ def workspace_manifests(
                                 "volumeMounts": [
                                     {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "subPath": "files"},
                                     {"name": "workspace", "mountPath": MONITOR_STATE_MOUNT, "subPath": "monitor"},
+                                    {"name": "monitor-key", "mountPath": MONITOR_KEY_MOUNT, "readOnly": True},
                                 ],
                                 "resources": {
                                     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -230,7 +253,19 @@ def workspace_manifests(
                                 "securityContext": {**_restricted_container(), "readOnlyRootFilesystem": True},
                             },
                         ],
-                        "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": pvc_name(user_id)}}],
+                        "volumes": [
+                            {"name": "workspace", "persistentVolumeClaim": {"claimName": pvc_name(user_id)}},
+                            # The monitor's key, readable by the sidecar's user only; the workspace
+                            # container (the user's code) mounts no secret.
+                            {
+                                "name": "monitor-key",
+                                "secret": {
+                                    "secretName": MONITOR_SECRET,
+                                    "items": [{"key": MONITOR_SEED_KEY, "path": MONITOR_SEED_KEY, "mode": 0o400}],
+                                    "optional": True,
+                                },
+                            },
+                        ],
                     },
                 },
             },
