@@ -21,23 +21,32 @@ from shared.buspolicy import GATEWAY, OPERATOR
 from shared.callerproof import ensure_signing_key
 
 
-def init(folder: Path, *, store_dir: str, tls: bool) -> BusFolder:
+def init(
+    folder: Path,
+    *,
+    store_dir: str,
+    tls: bool,
+    listen: str = "0.0.0.0:4222",
+    monitoring: str | None = "0.0.0.0:8222",
+    tls_dir: str = "/etc/nats/tls",
+) -> BusFolder:
     bus = BusFolder(private_dir(folder))
     with locked(bus.path):
         bus.write_authorization(extra_users=[])
     trusted = ",".join(ensure_signing_key(bus.path / f"{name}-caller.key") for name in (GATEWAY, OPERATOR))
     write_private(bus.path / "caller.env", f"CODITECT_CALLER_PUBLIC_KEY={trusted}\n".encode())
     lines = [
-        'listen: "0.0.0.0:4222"',
-        'http: "0.0.0.0:8222"',
+        f"listen: {json.dumps(listen)}",
+        *([f"http: {json.dumps(monitoring)}"] if monitoring else []),
         f"jetstream: {{store_dir: {json.dumps(store_dir)}}}",
         f"include {json.dumps('./' + AUTHORIZATION_CONFIG)}",
     ]
     if tls:
         # Across hosts the bus carries passwords and tokens: clients then use tls://nats:4222.
+        files = {name: json.dumps(f"{tls_dir}/{name}") for name in ("tls.crt", "tls.key", "ca.crt")}
         lines.append(
-            'tls: {cert_file: "/etc/nats/tls/tls.crt", key_file: "/etc/nats/tls/tls.key", '
-            'ca_file: "/etc/nats/tls/ca.crt", timeout: 2}'
+            f"tls: {{cert_file: {files['tls.crt']}, key_file: {files['tls.key']}, "
+            f"ca_file: {files['ca.crt']}, timeout: 2}}"
         )
     write_private(bus.server_config, ("\n".join(lines) + "\n").encode())
     return bus
