@@ -94,7 +94,7 @@ class Monitor:
                     entry = manifest.Entry(change.path, True, 0, 0)
                     if not change.is_dir:
                         size, sha256 = digest_of(self.root / change.path, info, self.settings.monitor_hash_max_bytes)
-                        entry = manifest.Entry(change.path, False, info.st_size, info.st_mtime_ns)
+                        entry = manifest.Entry(change.path, False, info.st_size, info.st_mtime_ns, sha256)
             try:
                 message = FileChange(
                     path=change.path,
@@ -118,6 +118,15 @@ class Monitor:
         if not changes:
             return
         rows, seen = await asyncio.to_thread(self.to_rows, changes)
+        described = [entry for kind, _, _, entry in seen if kind in ("created", "modified") and entry is not None]
+        repeated = manifest.already_reported(self.buffer.db, described)
+        if repeated:
+            kept = [
+                (row, item)
+                for row, item in zip(rows, seen, strict=True)
+                if not (item[0] in ("created", "modified") and item[1] in repeated)
+            ]
+            rows, seen = [row for row, _ in kept], [item for _, item in kept]
         self.buffer.append(rows, seen)
         self.publisher.wake.set()
 

@@ -30,7 +30,7 @@ class DiskBuffer:
             "body BLOB NOT NULL)"
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        self.db.execute(manifest.SCHEMA)
+        manifest.create(self.db)
         self.count = int(self.db.execute("SELECT count(*) FROM changes").fetchone()[0])
         row = self.db.execute("SELECT value FROM meta WHERE name = 'dropped'").fetchone()
         self.dropped = int(row[0]) if row else 0

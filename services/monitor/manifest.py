@@ -20,12 +20,19 @@ class Entry:
     is_dir: bool
     size: int
     mtime_ns: int
+    sha256: str | None = None  # as reported (files up to the hashing limit); a tree walk leaves it None
 
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, is_dir INTEGER NOT NULL, size INTEGER NOT NULL, "
-    "mtime_ns INTEGER NOT NULL)"
+    "mtime_ns INTEGER NOT NULL, sha256 TEXT)"
 )
+
+
+def create(db: sqlite3.Connection) -> None:
+    db.execute(SCHEMA)
+    if "sha256" not in {row[1] for row in db.execute("PRAGMA table_info(files)")}:
+        db.execute("ALTER TABLE files ADD COLUMN sha256 TEXT")  # a manifest written before it was kept
 
 
 def entry_of(root: Path, relative: str) -> Entry | None:
@@ -44,10 +51,27 @@ def apply(db: sqlite3.Connection, kind: str, path: str, old_path: str | None, en
         db.execute("DELETE FROM files WHERE path = ? OR substr(path, 1, ?) = ?", (gone, len(gone) + 1, gone + "/"))
     if kind != "deleted" and entry is not None:
         db.execute(
-            "INSERT INTO files (path, is_dir, size, mtime_ns) VALUES (?, ?, ?, ?) ON CONFLICT(path) DO UPDATE "
-            "SET is_dir = excluded.is_dir, size = excluded.size, mtime_ns = excluded.mtime_ns",
-            (entry.path, int(entry.is_dir), entry.size, entry.mtime_ns),
+            "INSERT INTO files (path, is_dir, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) "
+            "DO UPDATE SET is_dir = excluded.is_dir, size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "sha256 = excluded.sha256",
+            (entry.path, int(entry.is_dir), entry.size, entry.mtime_ns, entry.sha256),
         )
+
+
+def already_reported(db: sqlite3.Connection, entries: list[Entry]) -> set[str]:
+    """The paths whose state as described now is exactly what was last reported of them: a change
+    seen twice (the kernel's event arriving after a re-read of the tree reported it, or a burst split
+    around the quiet time) is reported once."""
+    repeated: set[str] = set()
+    for start in range(0, len(entries), 500):
+        chunk = {entry.path: entry for entry in entries[start : start + 500]}
+        marks = ",".join("?" * len(chunk))
+        for path, is_dir, size, mtime_ns, sha256 in db.execute(
+            f"SELECT path, is_dir, size, mtime_ns, sha256 FROM files WHERE path IN ({marks})", list(chunk)
+        ):
+            if chunk[path] == Entry(path, bool(is_dir), size, mtime_ns, sha256):
+                repeated.add(path)
+    return repeated
 
 
 def walk(root: Path, rules: IgnoreRules) -> dict[str, Entry]:
