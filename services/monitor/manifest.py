@@ -63,14 +63,10 @@ def already_reported(db: sqlite3.Connection, entries: list[Entry]) -> set[str]:
     seen twice (the kernel's event arriving after a re-read of the tree reported it, or a burst split
     around the quiet time) is reported once."""
     repeated: set[str] = set()
-    for start in range(0, len(entries), 500):
-        chunk = {entry.path: entry for entry in entries[start : start + 500]}
-        marks = ",".join("?" * len(chunk))
-        for path, is_dir, size, mtime_ns, sha256 in db.execute(
-            f"SELECT path, is_dir, size, mtime_ns, sha256 FROM files WHERE path IN ({marks})", list(chunk)
-        ):
-            if chunk[path] == Entry(path, bool(is_dir), size, mtime_ns, sha256):
-                repeated.add(path)
+    for entry in entries:
+        row = db.execute("SELECT is_dir, size, mtime_ns, sha256 FROM files WHERE path = ?", (entry.path,)).fetchone()
+        if row is not None and entry == Entry(entry.path, bool(row[0]), row[1], row[2], row[3]):
+            repeated.add(entry.path)
     return repeated
 
 
