@@ -16,6 +16,9 @@ SERVICES: Final = ("auth", "session", "provisioning", "file_event", "audit")
 
 EVENTS_STREAM: Final = "CODITECT_EVENTS"
 EVENTS_SUBJECTS: Final = ("evt.>",)
+# Session revocations only, sourced from the events stream: the gateway follows them by sequence here,
+# so its bus identity reads no other event by sequence.
+REVOCATIONS_STREAM: Final = "CODITECT_REVOCATIONS"
 FILE_EVENTS_STREAM: Final = "CODITECT_FILE_EVENTS"
 FILE_EVENTS_SUBJECTS: Final = ("fevt.>",)
 AUDIT_CHECKPOINTS_STREAM: Final = "CODITECT_AUDIT_CHECKPOINTS"

@@ -18,13 +18,13 @@ from faststream.nats import NatsBroker, NatsNKey
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
-from nats.js.api import StreamConfig
+from nats.js.api import StreamConfig, StreamSource
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ValidationError
 
-from contracts import subjects
+from contracts import auth, subjects
 from contracts.envelope import ErrorCode, Reply
 from contracts.events import Event
 from shared.buspolicy import inbox_prefix
@@ -178,6 +178,11 @@ def stream_configs() -> list[StreamConfig]:
             name=subjects.EVENTS_STREAM,
             subjects=list(subjects.EVENTS_SUBJECTS),
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=EVENTS_MAX_AGE_SECONDS,
+        ),
+        StreamConfig(
+            name=subjects.REVOCATIONS_STREAM,
+            sources=[StreamSource(name=subjects.EVENTS_STREAM, filter_subject=auth.SESSION_REVOKED_SUBJECT)],
             max_age=EVENTS_MAX_AGE_SECONDS,
         ),
         StreamConfig(

@@ -25,6 +25,7 @@ from contracts.subjects import (
     EVENTS_STREAM,
     FILE_EVENTS_STREAM,
     FILE_EVENTS_SUBJECTS,
+    REVOCATIONS_STREAM,
     SERVICES,
     dead_letter_subject,
     event,
@@ -43,7 +44,7 @@ BOOTSTRAP: Final = "bootstrap"
 OPERATOR_ONLY: Final = (auth.ROTATE_SIGNING_KEY,)
 
 # Every stream the system runs (created by the bootstrap identity only).
-STREAMS: Final = (EVENTS_STREAM, FILE_EVENTS_STREAM, AUDIT_CHECKPOINTS_STREAM, DEAD_LETTER_STREAM)
+STREAMS: Final = (EVENTS_STREAM, REVOCATIONS_STREAM, FILE_EVENTS_STREAM, AUDIT_CHECKPOINTS_STREAM, DEAD_LETTER_STREAM)
 
 
 def inbox_prefix(identity: str) -> str:
@@ -198,7 +199,8 @@ ROLES: Final[dict[str, Role]] = {
             name=GATEWAY,
             requests=("rpc.>",),
             # What it pushes to sockets, and the revocations it follows (core subscription plus reads
-            # of the stream by sequence, starting from a short-lived consumer pinned to that subject).
+            # by sequence of the revocations-only stream, starting from a short-lived consumer pinned
+            # to that subject): no other event can it read by sequence.
             listens=(
                 event("session", ">"),
                 event("workspace", ">"),
@@ -206,9 +208,9 @@ ROLES: Final[dict[str, Role]] = {
                 auth.SESSION_REVOKED_SUBJECT,
             ),
             js_api=(
-                *stream_info(EVENTS_STREAM),
-                f"{JS_API}.STREAM.MSG.GET.{EVENTS_STREAM}",
-                f"{JS_API}.CONSUMER.CREATE.{EVENTS_STREAM}.*.{auth.SESSION_REVOKED_SUBJECT}",
+                *stream_info(REVOCATIONS_STREAM),
+                f"{JS_API}.STREAM.MSG.GET.{REVOCATIONS_STREAM}",
+                f"{JS_API}.CONSUMER.CREATE.{REVOCATIONS_STREAM}.*.{auth.SESSION_REVOKED_SUBJECT}",
             ),
         ),
         Role(

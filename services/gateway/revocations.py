@@ -144,7 +144,7 @@ class RevocationFollower:
             self.applied_seq = await self._start_sequence(js, head)
         while self.applied_seq < head:
             message = await js.get_msg(
-                subjects.EVENTS_STREAM, seq=self.applied_seq + 1, subject=auth.SESSION_REVOKED_SUBJECT, next=True
+                subjects.REVOCATIONS_STREAM, seq=self.applied_seq + 1, subject=auth.SESSION_REVOKED_SUBJECT, next=True
             )
             assert message.seq is not None
             assert message.data is not None
@@ -158,7 +158,7 @@ class RevocationFollower:
 
     async def _head(self, js: JetStreamContext) -> int:
         try:
-            last = await js.get_last_msg(subjects.EVENTS_STREAM, auth.SESSION_REVOKED_SUBJECT)
+            last = await js.get_last_msg(subjects.REVOCATIONS_STREAM, auth.SESSION_REVOKED_SUBJECT)
         except NotFoundError:
             return 0
         return int(last.seq or 0)
@@ -170,7 +170,7 @@ class RevocationFollower:
             return 0
         since = datetime.fromtimestamp(time.time() - self.lookback_seconds, UTC)
         info = await js.add_consumer(
-            subjects.EVENTS_STREAM,
+            subjects.REVOCATIONS_STREAM,
             ConsumerConfig(
                 # Named, so the create subject names the filter: the gateway's bus identity may
                 # create consumers on this subject only. Never deleted by hand (that right would reach

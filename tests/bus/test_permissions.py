@@ -175,9 +175,15 @@ async def test_the_gateway_may_request_but_not_rotate_forge_revocations_or_liste
         await assert_subscribe_refused(nats, gateway, "evt.auth.>", "evt.auth.login_succeeded")
         await assert_subscribe_refused(nats, gateway, "_INBOX.>", f"{inbox_prefix('auth')}.x.y")
         # A consumer on the events stream only for the revocations it follows.
-        sneaky = f"$JS.API.CONSUMER.CREATE.{subjects.EVENTS_STREAM}.peek.evt.auth.>"
+        sneaky = f"$JS.API.CONSUMER.CREATE.{subjects.REVOCATIONS_STREAM}.peek.evt.auth.>"
         await assert_publish_refused(nats, gateway, sneaky)
-        await assert_publish_refused(nats, gateway, f"$JS.API.CONSUMER.DELETE.{subjects.EVENTS_STREAM}.x")
+        await assert_publish_refused(nats, gateway, f"$JS.API.CONSUMER.DELETE.{subjects.REVOCATIONS_STREAM}.x")
+        # Reads by sequence only of the revocations stream: no other event (a login's, a user's).
+        for stream in (subjects.EVENTS_STREAM, subjects.FILE_EVENTS_STREAM, subjects.AUDIT_CHECKPOINTS_STREAM):
+            await assert_publish_refused(nats, gateway, f"$JS.API.STREAM.MSG.GET.{stream}")
+            await assert_publish_refused(
+                nats, gateway, f"$JS.API.CONSUMER.CREATE.{stream}.x.{auth.SESSION_REVOKED_SUBJECT}"
+            )
 
 
 async def test_only_the_operator_may_rotate_and_it_may_do_nothing_else(nats: NatsServer) -> None:
