@@ -86,7 +86,11 @@ class CalloutResponder:
         response: dict[str, Any] = {"type": "authorization_response", "version": 2}
         try:
             public_key = presented_key(request)
-            role = await self.authorize(public_key)
+            try:
+                role = await self.authorize(public_key)
+            except Exception as error:  # the store is down: refuse now (the client retries), say why here
+                log.error("bus callout cannot look keys up (%s: %s)", type(error).__name__, error)
+                raise Refused("authorization is unavailable; try again") from error
             if role is None:
                 raise Refused("unknown or revoked key")
             response["jwt"] = self._user(user_nkey, role)

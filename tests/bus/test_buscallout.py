@@ -124,3 +124,16 @@ def test_a_jwt_altered_after_signing_or_expired_is_refused() -> None:
         natsjwt.decode(expired, issuer_prefix=nkeys.PREFIX_BYTE_ACCOUNT)
     with pytest.raises(natsjwt.InvalidJwt):  # signed by an account, expected from a server
         natsjwt.decode(token, issuer_prefix=nkeys.PREFIX_BYTE_SERVER)
+
+
+async def test_a_lookup_that_fails_is_a_refusal_not_a_silence(monitor_seed: bytes) -> None:
+    """The server would otherwise wait out its timeout on every connection while the store is down."""
+
+    async def broken(public_key: str) -> Role | None:
+        raise OSError("store unavailable")
+
+    responder = CalloutResponder(new_account_seed(), broken, ttl=60)
+    server = keypair(nkeys.PREFIX_BYTE_SERVER)
+    token = await responder.answer(request(server, nkey=public_key_of(monitor_seed), sig=signed_nonce(monitor_seed)))
+    answer = answer_of(token, responder)
+    assert "jwt" not in answer and "unavailable" in answer["error"]
