@@ -272,6 +272,9 @@ async def publish_event(broker: NatsBroker, event: Event, *, stream: str = subje
 
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
+# Below nats-py's limit of unacknowledged async publishes (4,000 by default): with room left a publish
+# takes its slot at once, without ``wait_for``'s timer and task around it (what ``wait_stall`` costs).
+_ASYNC_PENDING_ROOM = 3000
 
 
 async def publish_events(
@@ -294,9 +297,10 @@ async def publish_events(
         for event, payload in events:
             headers = {"Nats-Msg-Id": str(event.id), "content-type": "application/json"}
             inject_trace(headers)
+            stall = None if js.publish_async_pending() < _ASYNC_PENDING_ROOM else timeout
             try:
                 future = await js.publish_async(
-                    event.subject, payload, wait_stall=timeout, stream=stream, headers=headers
+                    event.subject, payload, wait_stall=stall, stream=stream, headers=headers
                 )
             except Exception as error:  # not connected, too many unacknowledged: this one failed
                 sent.append(error)
