@@ -4,6 +4,7 @@
     python -m bench.profile users-me auth 10
     python -m bench.profile session-create session --gil  # POST /sessions, one user, in the session service
     python -m bench.profile session-create-users session --gil   # the same from 64 users
+    python -m bench.profile session-create session --raw /tmp/stacks.txt  # also keep py-spy's stacks
 
 TARGET: health, ping, whoami, users-me, session-read, session-create, session-create-users;
 PROCESS: gateway, auth, session. Starts the system like ``bench.run``, loads TARGET with wrk at 64
@@ -110,12 +111,14 @@ def specs_for(system: System, target: str) -> list[RequestSpec]:
     return [RequestSpec(f"{system.base}{path}", headers={"Authorization": f"Bearer {tokens[0]}"})]
 
 
-def record(spy: str, pid: int, seconds: float, gil: bool) -> list[str]:
+def record(spy: str, pid: int, seconds: float, gil: bool, keep: Path | None = None) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "profile.txt"
         command = [spy, "record", "-p", str(pid), "-d", str(round(seconds)), "-r", "500", "-f", "raw"]
         command += ["-o", str(raw), "--nonblocking", "--threads", *(["--gil"] if gil else [])]
         subprocess.run(command, check=True, capture_output=True, timeout=seconds + 60)
+        if keep is not None:  # for a flame graph or a closer look than the summary
+            shutil.copyfile(raw, keep)
         return raw.read_text().splitlines()
 
 
@@ -156,6 +159,11 @@ def report(lines: list[str], title: str) -> None:
 def main(argv: list[str]) -> int:
     gil = "--gil" in argv
     argv = [arg for arg in argv if arg != "--gil"]
+    keep = None
+    if "--raw" in argv:
+        at = argv.index("--raw")
+        keep = Path(argv[at + 1])
+        del argv[at : at + 2]
     if len(argv) < 2 or argv[0] not in PATHS or argv[1] not in PROCESSES:
         print(__doc__, file=sys.stderr)
         return 2
@@ -181,7 +189,7 @@ def main(argv: list[str]) -> int:
         )
         load.start()
         cpu_before = process.cpu_times()
-        lines = record(spy, process.pid, seconds, gil)
+        lines = record(spy, process.pid, seconds, gil, keep)
         cpu_after = process.cpu_times()
         load.join()
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,59 @@ async def publish_event(broker: NatsBroker, event: Event, *, stream: str = subje
     inject_trace(headers)
     js = broker.config.connection_state.stream
     await js.publish(event.subject, pydantic_core.to_json(event), timeout=5.0, stream=stream, headers=headers)
+
+
+PUBLISH_TIMEOUT_SECONDS = 5.0
+# Below nats-py's limit of unacknowledged async publishes (4,000 by default): with room left a publish
+# takes its slot at once, without ``wait_for``'s timer and task around it (what ``wait_stall`` costs).
+_ASYNC_PENDING_ROOM = 3000
+
+
+async def publish_events(
+    broker: NatsBroker,
+    events: Sequence[tuple[Event, bytes]],
+    *,
+    stream: str = subjects.EVENTS_STREAM,
+    timeout: float = PUBLISH_TIMEOUT_SECONDS,
+) -> list[Exception | None]:
+    """Publish events (each with its JSON) to JetStream in order and wait for their acks together;
+    per event, None once acknowledged or the error (a refusal, or ``TimeoutError`` after ``timeout``).
+
+    Through nats-py's ``publish_async``: one future per event, resolved by one subscription, and one
+    wait for the lot. ``publish_event`` per event (a request each: a task, a ``wait_for`` and its
+    timer) cost more of the session service's CPU than the create's transaction (README,
+    "Benchmarks"). ``Nats-Msg-Id`` makes a re-publish a no-op, as with ``publish_event``."""
+    js = broker.config.connection_state.stream
+    sent: list[asyncio.Future[Any] | Exception] = []
+    try:
+        for event, payload in events:
+            headers = {"Nats-Msg-Id": str(event.id), "content-type": "application/json"}
+            inject_trace(headers)
+            stall = None if js.publish_async_pending() < _ASYNC_PENDING_ROOM else timeout
+            try:
+                future = await js.publish_async(
+                    event.subject, payload, wait_stall=stall, stream=stream, headers=headers
+                )
+            except Exception as error:  # not connected, too many unacknowledged: this one failed
+                sent.append(error)
+            else:
+                sent.append(future)
+        waiting = [future for future in sent if isinstance(future, asyncio.Future)]
+        if waiting:
+            await asyncio.wait(waiting, timeout=timeout)
+    finally:
+        for future in sent:
+            if isinstance(future, asyncio.Future) and not future.done():
+                future.cancel()  # frees its slot; an ack that still comes is ignored
+    outcomes: list[Exception | None] = []
+    for future in sent:
+        if isinstance(future, Exception):
+            outcomes.append(future)
+        elif future.cancelled():
+            outcomes.append(TimeoutError(f"no JetStream ack within {timeout:g}s"))
+        else:
+            failure = future.exception()
+            if failure is not None and not isinstance(failure, Exception):
+                failure = RuntimeError(str(failure))
+            outcomes.append(failure)
+    return outcomes

@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from faststream.nats import NatsBroker
 from fdb.subspace_impl import Subspace
@@ -33,7 +33,17 @@ BATCH = 100
 CLEAR_BATCH = 1000  # published rows cleared per transaction at most
 T = TypeVar("T")
 
-Staged = list[tuple[bytes, Event]]
+
+class StagedEvent(NamedTuple):
+    """An event a transaction staged: its outbox row's key, the event, and its JSON (the row's value,
+    serialized once: the same bytes are published)."""
+
+    key: bytes
+    event: Event
+    payload: bytes
+
+
+Staged = list[StagedEvent]
 
 
 class _Staging:
@@ -83,9 +93,10 @@ class Outbox:
 
     def stage(self, tx: Transaction, event: Event) -> None:
         key = self.space.pack((time.time_ns(), str(event.id)))
-        tx.set(key, event.model_dump_json().encode())
+        payload = event.__pydantic_serializer__.to_json(event)  # what model_dump_json gives, as bytes
+        tx.set(key, payload)
         if isinstance(tx, _Staging):
-            tx.staged.append((key, event))
+            tx.staged.append(StagedEvent(key, event, payload))
 
     async def transact(self, fn: Callable[[Transaction], T]) -> tuple[T, Staged]:
         """``store.run(fn)``, and the events the committed attempt staged (for ``publish``)."""
@@ -109,8 +120,8 @@ class Outbox:
         need not wait: a row a crash leaves is re-published, and dropped as a duplicate by id)."""
         if not staged:
             return
-        outcomes = await self._publish_all([event for _, event in staged])
-        published = [key for (key, _), outcome in zip(staged, outcomes, strict=True) if outcome is None]
+        outcomes = await bus.publish_events(self.broker, [(item.event, item.payload) for item in staged])
+        published = [item.key for item, outcome in zip(staged, outcomes, strict=True) if outcome is None]
         if published:
             cleared = self._queue_clear(published)
             if wait_for_clear:
@@ -118,21 +129,6 @@ class Outbox:
         for outcome in outcomes:
             if outcome is not None:
                 raise outcome
-
-    async def _publish_all(self, events: list[Event]) -> list[Exception | None]:
-        """Publish every event at once (in order on the one connection) and wait for their acks;
-        per event, None once acknowledged or the error."""
-        if len(events) == 1:  # the common case, without a task per event
-            try:
-                await bus.publish_event(self.broker, events[0])
-            except Exception as error:
-                return [error]
-            return [None]
-        results = await asyncio.gather(*(bus.publish_event(self.broker, e) for e in events), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancellation and the like are not a publish failure
-        return [result if isinstance(result, Exception) else None for result in results]
 
     def _queue_clear(self, keys: list[bytes]) -> asyncio.Future[None]:
         """Clear published rows, sharing one transaction with every other request's rows that arrive
@@ -171,15 +167,15 @@ class Outbox:
         async with self._lock:
             begin, end = self.space.range().start, self.space.range().stop
             pending = await self.store.run(lambda tx: tx.get_range(begin, end, limit=BATCH))
-            decoded: list[tuple[bytes, Event]] = []
+            decoded: list[tuple[bytes, Event, bytes]] = []
             undecodable: list[tuple[bytes, bytes]] = []
             for key, value in pending:
                 try:
-                    decoded.append((key, Event.model_validate_json(value)))
+                    decoded.append((key, Event.model_validate_json(value), value))
                 except ValidationError:
                     undecodable.append((key, value))
-            outcomes = await self._publish_all([event for _, event in decoded]) if decoded else []
-            published = [key for (key, _), outcome in zip(decoded, outcomes, strict=True) if outcome is None]
+            outcomes = await bus.publish_events(self.broker, [(event, value) for _, event, value in decoded])
+            published = [key for (key, _, _), outcome in zip(decoded, outcomes, strict=True) if outcome is None]
             if published or undecodable:
                 await self.store.run(lambda tx: self._clear(tx, published, undecodable))
                 for key, _ in undecodable:

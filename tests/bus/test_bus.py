@@ -8,6 +8,7 @@ import time
 import uuid
 
 import nats
+from nats.js.api import StreamConfig
 
 from contracts import subjects
 from contracts.envelope import ErrorCode
@@ -60,6 +61,48 @@ async def test_jetstream_stores_a_duplicate_event_id_once(nats: NatsServer) -> N
         js = broker.config.connection_state.stream
         info = await js.stream_info(subjects.EVENTS_STREAM, subjects_filter=event.subject)
         assert info.state.subjects == {event.subject: 2}
+    finally:
+        await broker.stop()
+
+
+async def test_events_published_together_are_acknowledged_each_and_stored_once_per_id(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        await bus.ensure_streams(broker)
+        first, second = Event(type=f"test.together_{uuid.uuid4().hex}"), None
+        second = Event(type=first.type)
+        payloads = {event.id: event.model_dump_json().encode() for event in (first, second)}
+        outcomes = await bus.publish_events(
+            broker, [(first, payloads[first.id]), (first, payloads[first.id]), (second, payloads[second.id])]
+        )
+        assert outcomes == [None, None, None]
+        js = broker.config.connection_state.stream
+        info = await js.stream_info(subjects.EVENTS_STREAM, subjects_filter=first.subject)
+        assert info.state.subjects == {first.subject: 2}, "the repeated id is stored once"
+        assert (await js.get_last_msg(subjects.EVENTS_STREAM, first.subject)).data == payloads[second.id]
+        assert js.publish_async_pending() == 0
+    finally:
+        await broker.stop()
+
+
+async def test_events_whose_acks_never_come_fail_after_the_timeout_and_free_their_slots(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        js = broker.config.connection_state.stream
+        # A stream that stores and never acknowledges: the publisher waits for nothing that comes.
+        await js.delete_stream(subjects.EVENTS_STREAM)
+        await js.add_stream(StreamConfig(name="SILENT", subjects=["evt.>"], no_ack=True))
+        events = [Event(type="test.silent") for _ in range(3)]
+        started = time.monotonic()
+        outcomes = await bus.publish_events(
+            broker, [(event, event.model_dump_json().encode()) for event in events], stream="SILENT", timeout=0.3
+        )
+        assert time.monotonic() - started < 2.0
+        assert [type(outcome) for outcome in outcomes] == [TimeoutError] * 3
+        await asyncio.sleep(0)  # the futures' done callbacks run
+        assert js.publish_async_pending() == 0, "timed-out publishes keep no slot"
     finally:
         await broker.stop()
 
