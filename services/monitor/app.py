@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 EXIT_LOCKED = 75  # another monitor holds this workspace (services.provisioning.backends.monitors)
 STOP_FLUSH_SECONDS = 2.0
+# Changes described and buffered per transaction: what a burst (an archive unpacked) holds in memory at
+# once is bounded by this, not by the burst's size, and publishing starts after the first slice.
+RECORD_BATCH = 256
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -115,11 +118,10 @@ class Monitor:
         return rows, seen
 
     async def record(self, changes: list[Change]) -> None:
-        if not changes:
-            return
-        rows, seen = await asyncio.to_thread(self.to_rows, changes)
-        self.buffer.append(rows, seen)
-        self.publisher.wake.set()
+        for start in range(0, len(changes), RECORD_BATCH):
+            rows, seen = await asyncio.to_thread(self.to_rows, changes[start : start + RECORD_BATCH])
+            self.buffer.append(rows, seen)
+            self.publisher.wake.set()
 
     async def catch_up(self, rules: IgnoreRules) -> int:
         """Report what changed while no monitor watched: the tree against the manifest (once, at start,
