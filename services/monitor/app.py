@@ -24,6 +24,7 @@ from services.monitor import manifest
 from services.monitor.buffer import DiskBuffer, Seen
 from services.monitor.coalesce import Change, Coalescer
 from services.monitor.describe import digest_of
+from services.monitor.heap import TRIM_AFTER, release_free_memory
 from services.monitor.ignore import IgnoreRules
 from services.monitor.publisher import Publisher
 from services.monitor.settings import MonitorSettings
@@ -78,6 +79,7 @@ class Monitor:
             timeout=settings.monitor_publish_timeout_seconds,
         )
         self.skipped = 0
+        self.since_trim = 0  # changes reported since the heap was last given back
 
     def to_rows(self, changes: list[Change]) -> tuple[list[tuple[str, bytes]], list[Seen]]:
         """FileChange JSON per change, described from the disk as it is now (off the event loop), and
@@ -157,7 +159,12 @@ class Monitor:
                 watcher.overflowed = False
                 found = await self.catch_up(watcher.rules)
                 log.warning("the kernel's inotify queue overflowed; %d changes found by re-reading the tree", found)
-            await self.record(self.coalescer.due(time.monotonic()))
+            due = self.coalescer.due(time.monotonic())
+            await self.record(due)
+            self.since_trim += len(due)
+            if self.since_trim >= TRIM_AFTER and not self.coalescer and not watcher.events:
+                self.since_trim = 0  # a burst is over: what it allocated and freed goes back to the system
+                release_free_memory()
         for raw in watcher.take():
             self.coalescer.add(raw, time.monotonic(), datetime.now(UTC))
         await self.record(self.coalescer.drain())
