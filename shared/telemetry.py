@@ -1,15 +1,10 @@
-"""Tracing (OpenTelemetry) and JSON logs that carry the current trace id."""
+"""Tracing (OpenTelemetry); the JSON logs that carry the current trace id live in ``shared.logs``."""
 
 from __future__ import annotations
 
-import logging
 import random
 import re
-import sys
-from datetime import UTC, datetime
-from typing import Any
 
-import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,43 +12,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "service": self.service,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            entry["trace_id"] = format(context.trace_id, "032x")
-            entry["span_id"] = format(context.span_id, "016x")
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
-
-def setup_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # Library chatter (one line per message at INFO) would drown the service's own lines.
-    for noisy in ("faststream", "nats", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+# Re-exported: services set up their logging from here, beside their tracing.
+from shared.logs import JsonFormatter as JsonFormatter
+from shared.logs import setup_logging as setup_logging
 
 
 def setup_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:

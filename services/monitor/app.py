@@ -24,6 +24,7 @@ from services.monitor import manifest
 from services.monitor.buffer import DiskBuffer, Seen
 from services.monitor.coalesce import Change, Coalescer
 from services.monitor.describe import digest_of
+from services.monitor.heap import TRIM_AFTER, release_free_memory
 from services.monitor.ignore import IgnoreRules
 from services.monitor.publisher import Publisher
 from services.monitor.settings import MonitorSettings
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 EXIT_LOCKED = 75  # another monitor holds this workspace (services.provisioning.backends.monitors)
 STOP_FLUSH_SECONDS = 2.0
+# Changes described and buffered per transaction: what a burst (an archive unpacked) holds in memory at
+# once is bounded by this, not by the burst's size, and publishing starts after the first slice.
+RECORD_BATCH = 256
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -75,6 +79,7 @@ class Monitor:
             timeout=settings.monitor_publish_timeout_seconds,
         )
         self.skipped = 0
+        self.since_trim = 0  # changes reported since the heap was last given back
 
     def to_rows(self, changes: list[Change]) -> tuple[list[tuple[str, bytes]], list[Seen]]:
         """FileChange JSON per change, described from the disk as it is now (off the event loop), and
@@ -115,20 +120,26 @@ class Monitor:
         return rows, seen
 
     async def record(self, changes: list[Change]) -> None:
-        if not changes:
-            return
-        rows, seen = await asyncio.to_thread(self.to_rows, changes)
+        for start in range(0, len(changes), RECORD_BATCH):
+            rows, seen = await asyncio.to_thread(self.to_rows, changes[start : start + RECORD_BATCH])
+            rows, seen = self._without_repeats(rows, seen)
+            self.buffer.append(rows, seen)
+            self.publisher.wake.set()
+
+    def _without_repeats(
+        self, rows: list[tuple[str, bytes]], seen: list[Seen]
+    ) -> tuple[list[tuple[str, bytes]], list[Seen]]:
+        """Drop the changes whose state is exactly what was last reported (``manifest.already_reported``)."""
         described = [entry for kind, _, _, entry in seen if kind in ("created", "modified") and entry is not None]
         repeated = manifest.already_reported(self.buffer.db, described)
-        if repeated:
-            kept = [
-                (row, item)
-                for row, item in zip(rows, seen, strict=True)
-                if not (item[0] in ("created", "modified") and item[1] in repeated)
-            ]
-            rows, seen = [row for row, _ in kept], [item for _, item in kept]
-        self.buffer.append(rows, seen)
-        self.publisher.wake.set()
+        if not repeated:
+            return rows, seen
+        kept = [
+            (row, item)
+            for row, item in zip(rows, seen, strict=True)
+            if not (item[0] in ("created", "modified") and item[1] in repeated)
+        ]
+        return [row for row, _ in kept], [item for _, item in kept]
 
     async def catch_up(self, rules: IgnoreRules) -> int:
         """Report what changed while no monitor watched: the tree against the manifest (once, at start,
@@ -164,7 +175,12 @@ class Monitor:
                 watcher.overflowed = False
                 found = await self.catch_up(watcher.rules)
                 log.warning("the kernel's inotify queue overflowed; %d changes found by re-reading the tree", found)
-            await self.record(self.coalescer.due(time.monotonic()))
+            due = self.coalescer.due(time.monotonic())
+            await self.record(due)
+            self.since_trim += len(due)
+            if self.since_trim >= TRIM_AFTER and not self.coalescer and not watcher.events:
+                self.since_trim = 0  # a burst is over: what it allocated and freed goes back to the system
+                release_free_memory()
         for raw in watcher.take():
             self.coalescer.add(raw, time.monotonic(), datetime.now(UTC))
         await self.record(self.coalescer.drain())

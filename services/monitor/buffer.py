@@ -25,6 +25,10 @@ class DiskBuffer:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; a power loss may cost the tail
+        # A 256 KiB page cache, not SQLite's 2 MB: appends and removals touch the two ends of the table and
+        # the OS keeps the file's pages anyway; after a burst of 10,000 changes the default cache held 1.7 MB
+        # more of the monitor's memory (budget: 60 MB resident).
+        self.db.execute("PRAGMA cache_size=-256")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL, "
             "body BLOB NOT NULL)"

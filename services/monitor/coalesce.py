@@ -16,7 +16,7 @@ RawKind = Literal["created", "modified", "deleted", "moved"]
 Kind = Literal["created", "modified", "deleted", "moved"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawEvent:
     kind: RawKind
     path: str  # workspace-relative; for moves the destination
@@ -24,7 +24,7 @@ class RawEvent:
     src: str | None = None  # moves: the source
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     kind: Kind
     is_dir: bool
@@ -34,7 +34,7 @@ class Pending:
     old_path: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     path: str
     kind: Kind

@@ -14,7 +14,7 @@ from services.monitor.coalesce import RawEvent
 from services.monitor.ignore import IgnoreRules
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     path: str
     is_dir: bool

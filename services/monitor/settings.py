@@ -1,19 +1,46 @@
-"""Monitor settings from the environment (``CODITECT_*``; on Kubernetes also the pod's ``TENANT_ID``/``USER_ID``)."""
+"""Monitor settings from the environment (``CODITECT_*``; on Kubernetes also the pod's ``TENANT_ID``/``USER_ID``).
+
+Read as pydantic-settings would (``CODITECT_`` + the field's name in any case, list fields as JSON), but
+by a plain model: pydantic-settings and its sources (cloud vaults, dotenv, CLI) are about 2 MB of the
+monitor's resident memory, which runs once per workspace with a budget of 60 MB."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import provisioning
 
+PREFIX: Final = "CODITECT_"
+# Fields read from other variables too (a workspace pod's own), in the order they are tried.
+ALIASES: Final = {
+    "tenant_id": ("CODITECT_TENANT_ID", "TENANT_ID"),
+    "user_id": ("CODITECT_USER_ID", "USER_ID"),
+    "workspace_id": ("CODITECT_WORKSPACE_ID", "WORKSPACE_ID"),
+}
+JSON_FIELDS: Final = frozenset({"monitor_ignore"})
 
-class MonitorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CODITECT_", extra="ignore")
+
+class MonitorSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> MonitorSettings:
+        """The settings the environment gives (``os.environ`` by default); names match in any case."""
+        found = {name.upper(): value for name, value in (os.environ if environ is None else environ).items()}
+        values: dict[str, Any] = {}
+        for field in cls.model_fields:
+            for name in ALIASES.get(field, (PREFIX + field.upper(),)):
+                if name in found:
+                    values[field] = json.loads(found[name]) if field in JSON_FIELDS else found[name]
+                    break
+        return cls.model_validate(values)
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_user: str | None = Field(default=None, description="NATS identity of this workspace's monitor.")
@@ -25,11 +52,10 @@ class MonitorSettings(BaseSettings):
     nats_inbox_prefix: str | None = Field(
         default=None, description="Where replies and publish acks reach that identity (the only inbox it may read)."
     )
-    tenant_id: UUID = Field(validation_alias=AliasChoices("CODITECT_TENANT_ID", "TENANT_ID"))
-    user_id: UUID = Field(validation_alias=AliasChoices("CODITECT_USER_ID", "USER_ID"))
+    tenant_id: UUID
+    user_id: UUID
     workspace_id: UUID | None = Field(
         default=None,
-        validation_alias=AliasChoices("CODITECT_WORKSPACE_ID", "WORKSPACE_ID"),
         description="Default: derived from tenant and user (contracts.provisioning.workspace_id).",
     )
 

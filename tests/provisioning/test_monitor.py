@@ -4,11 +4,12 @@ was stopped reported when it starts again, its actor and ignore patterns, one mo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from uuid import uuid4
 
@@ -52,9 +53,9 @@ class Monitor:
         }
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, command: Sequence[str] = ("-m", "services.monitor")) -> subprocess.Popen[bytes]:
         (self.state / "monitor.ready").unlink(missing_ok=True)
-        process = subprocess.Popen([sys.executable, "-m", "services.monitor"], env=self.env)
+        process = subprocess.Popen([sys.executable, *command], env=self.env)
         self.processes.append(process)
         return process
 
@@ -151,3 +152,54 @@ async def test_a_burst_that_overflows_the_kernels_queue_loses_no_file(monitor: M
     finally:
         await nc.close()
     assert stored == count
+
+
+# What the monitor must not load: the services' stack. The monitor runs once per workspace with a budget of
+# 60 MB resident at 1,000 changes/s (bench row M2); it had 76 MB, most of it modules it never used.
+SERVICE_STACK = (
+    "aiohttp",  # nats-py's WebSocket transport (the monitor connects over nats://): about 9 MB
+    "opentelemetry",  # the services' tracing, through shared.telemetry: with psutil, about 2 MB
+    "psutil",
+    "pydantic_settings",
+    "faststream",
+    "apsw",
+    "fastapi",
+    "shared.telemetry",
+    "shared.bus",
+    "shared.service",
+    "shared.store",
+)
+
+
+MODULES = "json.dumps([name for name, module in sys.modules.items() if module])"  # None: an import blocked
+
+
+def _loaded(names: list[str]) -> list[str]:
+    return sorted(heavy for heavy in SERVICE_STACK if any(n == heavy or n.startswith(heavy + ".") for n in names))
+
+
+def test_the_monitor_entry_point_imports_none_of_the_service_stack() -> None:
+    code = f"import json, sys\nimport services.monitor.__main__\nprint({MODULES})"
+    names = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
+    assert "services.monitor.app" in names and "nats" in names  # the monitor itself was imported
+    assert _loaded(names) == []
+
+
+async def test_a_working_monitor_loads_none_of_the_service_stack(
+    monitor: Monitor, nats: NatsServer, tmp_path: Path
+) -> None:
+    """What it imports while it runs (connecting, publishing, stopping), not only at start-up."""
+    report = tmp_path / "modules.json"
+    code = (
+        "import atexit, json, runpy, sys\n"
+        f"atexit.register(lambda: open({str(report)!r}, 'w').write({MODULES}))\n"
+        "runpy.run_module('services.monitor', run_name='__main__', alter_sys=True)\n"
+    )
+    process = monitor.start(("-c", code))
+    monitor.wait_watching(process)
+    (monitor.root / "a.txt").write_text("hello")
+    await wait_file_events(nats.url, monitor.subject, lambda evs: len(evs) == 1)
+    monitor.stop(process)
+    names = json.loads(report.read_text())
+    assert "services.monitor.publisher" in names and "nats.js" in names
+    assert _loaded(names) == []

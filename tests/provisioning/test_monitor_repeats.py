@@ -23,7 +23,7 @@ def monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Monitor:
     monkeypatch.setenv("CODITECT_WORKSPACE_ROOT", str(tmp_path / "tree"))
     monkeypatch.setenv("CODITECT_MONITOR_STATE_DIR", str(tmp_path / "state"))
     (tmp_path / "tree").mkdir()
-    return Monitor(MonitorSettings())  # type: ignore[call-arg]
+    return Monitor(MonitorSettings.from_environment())
 
 
 def change(kind: str, path: str, *, is_dir: bool = False) -> Change:

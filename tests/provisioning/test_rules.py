@@ -1,12 +1,17 @@
-"""The pure parts: coalescing raw watcher events, ignore rules, the workspace state machine."""
+"""The pure parts: coalescing raw watcher events, ignore rules, monitor settings, the workspace state machine."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import pytest
+from pydantic import ValidationError
+
+from contracts.provisioning import workspace_id
 from services.monitor.coalesce import Coalescer, RawEvent
 from services.monitor.ignore import IgnoreRules
+from services.monitor.settings import MonitorSettings
 from services.provisioning import states
 
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
@@ -93,3 +98,24 @@ async def test_processed_markers_are_pruned_once_no_redelivery_can_need_them(tmp
         assert await store.run(lambda tx: repo.processed(tx, recent))
     finally:
         store.close()
+
+
+def test_monitor_settings_read_the_environment_as_pydantic_settings_would() -> None:
+    tenant, user, other = uuid4(), uuid4(), uuid4()
+    settings = MonitorSettings.from_environment(
+        {
+            "TENANT_ID": str(other),  # the pod's name, after the CODITECT_ one
+            "CODITECT_TENANT_ID": str(tenant),
+            "user_id": str(user),  # any case
+            "coditect_monitor_ignore": '["*.log", "build/"]',  # lists as JSON
+            "CODITECT_MONITOR_QUIET_SECONDS": "0.2",
+            "CODITECT_NATS_PASSWORD": "secret",
+            "CODITECT_UNKNOWN": "ignored",
+        }
+    )
+    assert (settings.tenant_id, settings.user_id, settings.workspace_id) == (tenant, user, None)
+    assert settings.monitor_ignore == ["*.log", "build/"] and settings.monitor_quiet_seconds == 0.2
+    assert settings.nats_password is not None and settings.nats_password.get_secret_value() == "secret"
+    assert settings.workspace() == workspace_id(tenant, user)
+    with pytest.raises(ValidationError):
+        MonitorSettings.from_environment({"CODITECT_TENANT_ID": str(tenant)})  # no user
