@@ -33,7 +33,8 @@ from pydantic import ValidationError
 
 from contracts import file_event as api
 from contracts import subjects
-from services.file_event import recording
+from services.file_event import recording, trees
+from services.file_event import repository as repo
 from services.file_event.context import FilesContext
 from shared import bus
 from shared.store import StoreUnavailable
@@ -96,6 +97,8 @@ class Ingestor:
         self.ctx = ctx
         self._owners: dict[str, recording.Owner] = {}
         self._js: JetStreamContext | None = None
+        self._carrying = asyncio.Lock()
+        self._trees_left = True  # jobs a crash may have left: carried on before the first fetch
 
     @property
     def js(self) -> JetStreamContext:
@@ -126,6 +129,7 @@ class Ingestor:
         try:
             while not stop.is_set():
                 try:
+                    await self.carry_trees()
                     sub = await subscribe(self.ctx, self.js)
                     try:
                         await self._consume(sub, stop)
@@ -197,6 +201,8 @@ class Ingestor:
                 await self._one_by_one(run)
         if store_down:
             await self._wait_for_store()
+        elif self._trees_left:
+            await self.carry_trees()
 
     def _owner(self, subject: str) -> recording.Owner:
         owner = self._owners.get(subject)
@@ -214,18 +220,47 @@ class Ingestor:
         ctx.stats.transactions += 1
         try:
             recorded, staged = await ctx.outbox.transact(
-                lambda tx: recording.record_and_stage(tx, ctx.outbox, items, now)
+                lambda tx: recording.record_and_stage(tx, ctx.outbox, items, now, self._tree_budget())
             )
         except Exception:
             ctx.stats.failed_transactions += 1
             raise
         for item in run:
             await item.msg.ack()
-        stored = sum(len(changes) for changes in recorded.values())
+        if recorded.trees:
+            self._trees_left = True
+        stored = recorded.count
         ctx.stats.stored += stored
         ctx.stats.duplicates += len(run) - stored
         if staged:
             await ctx.outbox.publish_soon(ctx.settings.publish_after_commit_seconds, staged)
+
+    def _tree_budget(self) -> trees.Budget:
+        settings = self.ctx.settings
+        return trees.Budget(settings.ingest_tree_entries_per_transaction, settings.ingest_tree_bytes_per_transaction)
+
+    async def carry_trees(self) -> None:
+        """Carry on the directory moves left unfinished, one bounded transaction at a time (after their
+        events were acknowledged: the jobs are in the store). A failure leaves them for the next batch."""
+        async with self._carrying:
+            if not self._trees_left:
+                return
+            store = self.ctx.store
+            try:
+                while jobs := await store.run(lambda tx: repo.tree_jobs(tx, 100)):
+                    for ws, event_id in jobs:
+                        while True:
+                            self.ctx.stats.transactions += 1
+                            # A fresh budget per attempt: the store may run the function again.
+                            if await store.run(
+                                lambda tx: trees.carry_on(tx, ws, event_id, self._tree_budget())  # noqa: B023
+                            ):
+                                break
+                self._trees_left = False
+            except Exception as error:
+                log.error(
+                    "carrying a directory's entries stopped (%s: %s); it goes on later", type(error).__name__, error
+                )
 
     async def _one_by_one(self, run: list[Incoming]) -> None:
         for item in run:

@@ -7,7 +7,7 @@ a re-published event, or a transaction retried after an unknown commit result st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -16,7 +16,7 @@ import orjson
 from contracts import file_event as api
 from contracts.events import Actor, Event
 from contracts.provisioning import workspace_id
-from services.file_event import metadata
+from services.file_event import metadata, trees
 from services.file_event import repository as repo
 from shared.outbox import Outbox
 from shared.store import Transaction
@@ -43,16 +43,32 @@ def owner_of_subject(subject: str) -> Owner:
 
 
 Item = tuple[Owner, api.FileChange]
-Recorded = dict[Owner, list[api.FileChange]]
 
 
-def record(tx: Transaction, items: list[Item], recorded_at: datetime) -> Recorded:
-    """Store the events not stored yet; returns them per owner, in batch order."""
+@dataclass
+class Recorded:
+    """What a batch's transaction stored: the new events per owner, in batch order, and the directory
+    moves whose entries are left for further transactions (workspace, event id)."""
+
+    changes: dict[Owner, list[api.FileChange]] = field(default_factory=dict)
+    trees: list[tuple[UUID, UUID]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(len(changes) for changes in self.changes.values())
+
+
+def record(
+    tx: Transaction, items: list[Item], recorded_at: datetime, tree_budget: trees.Budget | None = None
+) -> Recorded:
+    """Store the events not stored yet, and carry what moved or deleted directories had below them
+    (within ``tree_budget``; the rest is left as tree jobs)."""
+    budget = tree_budget or trees.Budget(entries=1000, bytes=1_000_000)
     stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
     keys: dict[UUID, repo.WorkspaceKeys] = {}
     files: dict[tuple[UUID, str], api.FileInfo | None] = {}
     touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
-    recorded: Recorded = {}
+    recorded = Recorded()
 
     def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
         key = (ws, path)
@@ -64,25 +80,44 @@ def record(tx: Transaction, items: list[Item], recorded_at: datetime) -> Recorde
         files[(ws, info.path)] = info
         touched[(ws, info.path)] = space
 
+    def flush() -> None:
+        """Write the metadata changed so far (each path once per batch, however often it changed)."""
+        for key, space in touched.items():
+            info = files[key]
+            assert info is not None
+            repo.put_file(tx, space, info)
+        touched.clear()
+
     for owner, change in items:
         ws = owner.workspace_id
         space = keys.get(ws) or keys.setdefault(ws, repo.WorkspaceKeys(ws))
         if repo.seen(tx, space, change.event_id):
             continue
         repo.append(tx, space, change, stamp)
+        before = current(space, ws, change.old_path if change.old_path is not None else change.path)
         if change.kind == "moved":
             assert change.old_path is not None
-            origin = current(space, ws, change.old_path)
-            update(space, ws, metadata.moved_to(origin, current(space, ws, change.path), change))
+            update(space, ws, metadata.moved_to(before, current(space, ws, change.path), change))
             if change.old_path != change.path:
-                update(space, ws, metadata.moved_from(origin, change))
+                update(space, ws, metadata.moved_from(before, change))
         else:
-            update(space, ws, metadata.changed(current(space, ws, change.path), change))
-        recorded.setdefault(owner, []).append(change)
-    for key, space in touched.items():
-        info = files[key]
-        assert info is not None
-        repo.put_file(tx, space, info)
+            update(space, ws, metadata.changed(before, change))
+        recorded.changes.setdefault(owner, []).append(change)
+        job = trees.of_change(change, before)
+        if job is not None:
+            flush()  # the scan below reads the store: it must see this batch's changes under the folder
+            done = trees.carry(
+                tx,
+                space,
+                job,
+                budget,
+                lambda path: current(space, ws, path),  # called here, before the loop moves on  # noqa: B023
+                lambda info: update(space, ws, info),  # noqa: B023
+            )
+            if not done:
+                repo.put_tree_job(tx, ws, change.event_id, job.model_dump_json().encode())
+                recorded.trees.append((ws, change.event_id))
+    flush()
     return recorded
 
 
@@ -113,9 +148,15 @@ def file_changed(owner: Owner, changes: list[api.FileChange]) -> Event:
     )
 
 
-def record_and_stage(tx: Transaction, outbox: Outbox, items: list[Item], recorded_at: datetime) -> Recorded:
+def record_and_stage(
+    tx: Transaction,
+    outbox: Outbox,
+    items: list[Item],
+    recorded_at: datetime,
+    tree_budget: trees.Budget | None = None,
+) -> Recorded:
     """``record``, then stage one ``file.changed`` per workspace that got new events, in the same transaction."""
-    recorded = record(tx, items, recorded_at)
-    for owner, changes in recorded.items():
+    recorded = record(tx, items, recorded_at, tree_budget)
+    for owner, changes in recorded.changes.items():
         outbox.stage(tx, file_changed(owner, changes))
     return recorded

@@ -27,6 +27,18 @@ class FileEventSettings(CommonSettings):
         description="A fetched batch whose writes would pass this is split into several transactions "
         "(FoundationDB refuses 10 MB; its guidance is to stay under 1 MB to 5 MB).",
     )
+    ingest_tree_entries_per_transaction: int = Field(
+        default=1000,
+        ge=1,
+        description="Entries below a moved or deleted directory one transaction carries; a bigger directory "
+        "takes several (services/file_event/trees.py).",
+    )
+    ingest_tree_bytes_per_transaction: int = Field(
+        default=1_000_000,
+        ge=10_000,
+        le=4_000_000,
+        description="About how many bytes of writes one transaction spends carrying a directory's entries.",
+    )
     ingest_max_deliver: int = Field(
         default=10, ge=2, description="Deliveries of a message that keeps failing before it is dead-lettered."
     )

@@ -93,3 +93,19 @@ def test_a_time_without_a_zone_is_utc_so_times_always_compare() -> None:
     aware = _change("a", "modified", 1)
     assert naive.occurred_at == T0
     assert metadata.changed(metadata.changed(None, naive), aware).versions == 2
+
+
+def test_an_entry_carried_by_its_directorys_move_keeps_a_newer_target() -> None:
+    origin = metadata.changed(None, _change("a/x", "created", 1, size=4))
+    newer = metadata.changed(None, _change("b/x", "created", 9, size=5))
+    at = T0 + timedelta(seconds=5)
+    assert metadata.carried_to(origin, newer, "b/x", at, "user") is None
+    carried = metadata.carried_to(origin, None, "b/x", at, "user")
+    assert carried is not None and (carried.path, carried.size, carried.versions, carried.modified_at) == (
+        "b/x",
+        4,
+        2,
+        at,
+    )
+    left = metadata.carried_from(origin, at, "user")
+    assert (left.path, left.deleted, left.versions) == ("a/x", True, 2)
