@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
@@ -46,6 +46,9 @@ class _Staging:
 
     def get(self, key: bytes) -> bytes | None:
         return self.tx.get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.tx.get_many(keys)
 
     def set(self, key: bytes, value: bytes) -> None:
         self.tx.set(key, value)

@@ -66,6 +66,21 @@ def record(
     budget = tree_budget or trees.Budget(entries=1000, bytes=1_000_000)
     stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
     keys: dict[UUID, repo.WorkspaceKeys] = {}
+    for owner, _ in items:
+        if owner.workspace_id not in keys:
+            keys[owner.workspace_id] = repo.WorkspaceKeys(owner.workspace_id)
+    # Every point read the batch needs, in one round (get_many): each event's marker, each path's metadata.
+    markers = [keys[owner.workspace_id].seen_key(change.event_id) for owner, change in items]
+    wanted: dict[tuple[UUID, str], bytes] = {}
+    for owner, change in items:
+        space = keys[owner.workspace_id]
+        for path in (change.path, change.old_path):
+            if path is not None and (owner.workspace_id, path) not in wanted:
+                wanted[(owner.workspace_id, path)] = space.file_key(path)
+    values = tx.get_many([*markers, *wanted.values()])
+    stored_before = values[: len(markers)]
+    prefetched = dict(zip(wanted, values[len(markers) :], strict=True))
+    stored_now: set[tuple[UUID, UUID]] = set()
     files: dict[tuple[UUID, str], api.FileInfo | None] = {}
     touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
     recorded = Recorded()
@@ -73,7 +88,11 @@ def record(
     def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
         key = (ws, path)
         if key not in files:
-            files[key] = repo.get_file(tx, space, path)
+            if key in prefetched:
+                raw = prefetched[key]
+                files[key] = None if raw is None else api.FileInfo.model_validate_json(raw)
+            else:  # a path below a moved directory
+                files[key] = repo.get_file(tx, space, path)
         return files[key]
 
     def update(space: repo.WorkspaceKeys, ws: UUID, info: api.FileInfo) -> None:
@@ -88,11 +107,12 @@ def record(
             repo.put_file(tx, space, info)
         touched.clear()
 
-    for owner, change in items:
+    for index, (owner, change) in enumerate(items):
         ws = owner.workspace_id
-        space = keys.get(ws) or keys.setdefault(ws, repo.WorkspaceKeys(ws))
-        if repo.seen(tx, space, change.event_id):
+        space = keys[ws]
+        if stored_before[index] is not None or (ws, change.event_id) in stored_now:
             continue
+        stored_now.add((ws, change.event_id))
         repo.append(tx, space, change, stamp)
         before = current(space, ws, change.old_path if change.old_path is not None else change.path)
         if change.kind == "moved":

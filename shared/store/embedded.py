@@ -36,7 +36,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +67,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT N
 _OPEN_TIMEOUT_SECONDS = 5.0
 _READ_BUSY_TIMEOUT_MS = 2_000
 _LOCK_POLL_MS = 100
+_MANY_PER_QUERY = 500  # keys of one get_many query (SQLite allows 32,766 parameters)
 _CHECKPOINT_WAIT_MS = 1_000
 _BATCH_LIMIT = 256
 # Per mutation, FoundationDB counts some bytes beyond key and value; this keeps the estimate honest.
@@ -214,6 +215,29 @@ class EmbeddedTransaction:
         if self._cleared(key):
             return None
         return self._stored(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        self._live()
+
+        def check_all() -> None:
+            for key in keys:
+                check_sizes(key)
+
+        self._guarded(check_all)
+        found: dict[bytes, bytes | None] = {}
+        stored: set[bytes] = set()
+        for key in keys:
+            if key in self.writes or self._cleared(key):
+                found[key] = self.get(key)
+            else:
+                stored.add(key)
+        ordered = sorted(stored)
+        for start in range(0, len(ordered), _MANY_PER_QUERY):
+            chunk = tuple(ordered[start : start + _MANY_PER_QUERY])
+            # One observation for the chunk: at commit the same query must return the same rows.
+            sql = f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(chunk))}) ORDER BY key"  # noqa: S608
+            found.update((row[0], row[1]) for row in self._read(sql, chunk))
+        return [found.get(key) for key in keys]
 
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
