@@ -23,7 +23,7 @@ def changed(current: api.FileInfo | None, change: api.FileChange) -> api.FileInf
     """``change.path`` after a created, modified or deleted change (or the target side of a move)."""
     if current is not None and not _is_newer(change, current):
         return _counted(current)
-    return api.FileInfo(
+    return api.FileInfo.model_construct(  # from validated values: no second validation
         path=change.path,
         is_dir=change.is_dir,
         size=change.size if change.size is not None else (current.size if current else None),
@@ -40,7 +40,7 @@ def moved_to(origin: api.FileInfo | None, target: api.FileInfo | None, change: a
     event says overriding it."""
     if target is not None and not _is_newer(change, target):
         return _counted(target)
-    return api.FileInfo(
+    return api.FileInfo.model_construct(  # from validated values: no second validation
         path=change.path,
         is_dir=change.is_dir,
         size=change.size if change.size is not None else (origin.size if origin else None),
@@ -57,7 +57,7 @@ def moved_from(origin: api.FileInfo | None, change: api.FileChange) -> api.FileI
     assert change.old_path is not None
     if origin is not None and not _is_newer(change, origin):
         return _counted(origin)
-    return api.FileInfo(
+    return api.FileInfo.model_construct(  # from validated values: no second validation
         path=change.old_path,
         is_dir=change.is_dir,
         size=origin.size if origin else None,
