@@ -634,14 +634,22 @@ class EmbeddedStore:
 def _apply(conn: apsw.Connection, commit: _Commit) -> None:
     for begin, end in commit.range_clears:
         conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (begin, end))
+    # Each key is written once (the last write won in the buffer), so the order between keys does not
+    # matter: sets and clears go to SQLite in one executemany each (its C loop, not one call per key).
+    sets: list[tuple[bytes, bytes]] = []
+    clears: list[tuple[bytes]] = []
     for key, write in commit.writes.items():
         if write is None:
-            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-            continue
-        if isinstance(write, _Add):
+            clears.append((key,))
+        elif isinstance(write, _Add):
             row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            write = encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)
-        conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, write))
+            sets.append((key, encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)))
+        else:
+            sets.append((key, write))
+    if clears:
+        conn.executemany("DELETE FROM kv WHERE key = ?", clears)
+    if sets:
+        conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", sets)
 
 
 def _delay(attempt: int) -> float:
