@@ -86,10 +86,18 @@ def carry(tx: Transaction, keys: repo.WorkspaceKeys, job: TreeJob, budget: Budge
     """Carry the job's entries from its cursor while the budget lasts; True once none is left.
     ``get`` and ``put`` are the caller's view of metadata (the ingest transaction's cache)."""
     at = repo.micros(job.occurred_at)
-    while not budget.spent:
-        page = min(budget.entries, _PAGE)
+    while True:
+        # With the budget spent, one key still tells "finished" from "more to carry": a moved file
+        # (nothing below it) leaves no job behind however much an earlier move of the batch took.
+        page = 1 if budget.spent else min(budget.entries, _PAGE)
         entries = repo.files_under(tx, keys, job.old_path, after=job.after, limit=page)
+        if not entries:
+            return True
+        if budget.spent:
+            return False
         for origin in entries:
+            if budget.spent:
+                break
             job.after = origin.path
             budget.entries -= 1
             if origin.deleted or origin.modified_at > job.occurred_at:
@@ -103,11 +111,9 @@ def carry(tx: Transaction, keys: repo.WorkspaceKeys, job: TreeJob, budget: Budge
             put(metadata.carried_from(origin, job.occurred_at, job.actor))
             repo.history_mark(tx, keys, origin.path, at, job.event_id)
             budget.bytes -= 4 * len(origin.path.encode()) + _ENTRY_OVERHEAD_BYTES
-            if budget.spent:
-                return False
-        if len(entries) < page:
-            return True
-    return False
+        else:
+            if len(entries) < page:
+                return True
 
 
 def carry_on(tx: Transaction, ws: UUID, event_id: UUID, budget: Budget) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from contracts import file_event as api
 from contracts import subjects
 from contracts.provisioning import workspace_id
-from services.file_event import metadata
+from services.file_event import metadata, trees
 from services.file_event import repository as repo
 from services.file_event.ingest import Incoming, chunks
 from services.file_event.recording import owner_of_subject
@@ -109,3 +110,23 @@ def test_an_entry_carried_by_its_directorys_move_keeps_a_newer_target() -> None:
     )
     left = metadata.carried_from(origin, at, "user")
     assert (left.path, left.deleted, left.versions) == ("a/x", True, 2)
+
+
+def test_a_spent_budget_leaves_a_job_only_where_something_is_left_below(tmp_path: Path) -> None:
+    from shared.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(tmp_path / "files.sqlite3")
+    keys = repo.WorkspaceKeys(uuid.uuid4())
+    info = api.FileInfo(path="d/x", modified_at=T0, last_actor="user", versions=1)
+    store.run_sync(lambda tx: repo.put_file(tx, keys, info))
+
+    def carried(old: str) -> bool:
+        job = trees.TreeJob(event_id=uuid.uuid4(), old_path=old, path="e", occurred_at=T0, actor="user")
+        spent = trees.Budget(entries=0, bytes=0)
+        return store.run_sync(lambda tx: trees.carry(tx, keys, job, spent, lambda path: None, lambda info: None))
+
+    try:
+        assert carried("x.txt") is True  # a file: nothing below it, no job however spent the budget
+        assert carried("d") is False
+    finally:
+        store.close()
