@@ -20,7 +20,7 @@ Every function takes the transaction as its first argument and holds no awaits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
 import fdb.tuple
@@ -39,7 +39,6 @@ OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 # A tuple-layer string is 0x02, its UTF-8 bytes, 0x00: a path prefix is a key prefix without the end.
 _STRING_CODE = b"\x02"
 
@@ -48,7 +47,8 @@ def micros(at: datetime) -> int:
     """Exact integer microseconds; a time without a zone is taken as UTC."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return (at - _EPOCH) // _MICROSECOND
+    delta = at - _EPOCH  # its fields are exact; floor-dividing timedeltas cost more (the ingest profile)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _uuid(value: UUID) -> bytes:
