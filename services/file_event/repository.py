@@ -13,7 +13,8 @@
 
 ``ws`` and ``event_id`` are tuple-layer UUIDs (16 bytes), times integer microseconds since the epoch.
 An event costs four writes (marker, log, history, and its path's metadata, written once per path per
-batch however often the path changed in it) and two point reads (marker, metadata once per path).
+batch however often the path changed in it) and two point reads (marker, metadata once per path), which
+a batch makes together in one ``get_many`` (``recording.record``).
 Every function takes the transaction as its first argument and holds no awaits.
 """
 
@@ -97,10 +98,6 @@ class WorkspaceKeys:
         if after is not None:
             begin = max(begin, self.file_key(after) + b"\x00")  # the next key after ``after``'s
         return begin, end
-
-
-def seen(tx: Transaction, keys: WorkspaceKeys, event_id: UUID) -> bool:
-    return tx.get(keys.seen_key(event_id)) is not None
 
 
 def append(tx: Transaction, keys: WorkspaceKeys, change: api.FileChange, recorded_at: bytes) -> None:
