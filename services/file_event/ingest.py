@@ -103,6 +103,7 @@ class Ingestor:
         self._owners: dict[str, recording.Owner] = {}
         self._js: JetStreamContext | None = None
         self._carrying = asyncio.Lock()
+        self._decoded = recording.Decoded()
         self._trees_left = True  # jobs a crash may have left: carried on before the first fetch
 
     @property
@@ -219,7 +220,7 @@ class Ingestor:
         ctx.stats.transactions += 1
         try:
             recorded, staged = await ctx.outbox.transact(
-                lambda tx: recording.record_and_stage(tx, ctx.outbox, items, now, self._tree_budget())
+                lambda tx: recording.record_and_stage(tx, ctx.outbox, items, now, self._tree_budget(), self._decoded)
             )
         except Exception:
             ctx.stats.failed_transactions += 1

@@ -58,12 +58,40 @@ class Recorded:
         return sum(len(changes) for changes in self.changes.values())
 
 
+class Decoded:
+    """Metadata values this process read or wrote lately, decoded: the same bytes read again (the next
+    batch touching the path) need no second parse. Keyed by the stored bytes themselves, so a value a
+    rolled-back transaction wrote, or another replica changed, is simply not found. Bounded."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._infos: dict[tuple[UUID, str], tuple[bytes, api.FileInfo]] = {}
+
+    def decode(self, key: tuple[UUID, str], raw: bytes) -> api.FileInfo:
+        known = self._infos.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        info = api.FileInfo.model_validate_json(raw)
+        self.keep(key, raw, info)
+        return info
+
+    def keep(self, key: tuple[UUID, str], raw: bytes, info: api.FileInfo) -> None:
+        if len(self._infos) >= self.limit:
+            self._infos.clear()
+        self._infos[key] = (raw, info)
+
+
 def record(
-    tx: Transaction, items: list[Item], recorded_at: datetime, tree_budget: trees.Budget | None = None
+    tx: Transaction,
+    items: list[Item],
+    recorded_at: datetime,
+    tree_budget: trees.Budget | None = None,
+    decoded: Decoded | None = None,
 ) -> Recorded:
     """Store the events not stored yet, and carry what moved or deleted directories had below them
     (within ``tree_budget``; the rest is left as tree jobs)."""
     budget = tree_budget or trees.Budget(entries=1000, bytes=1_000_000)
+    cache = decoded or Decoded(0)
     stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
     keys: dict[UUID, repo.WorkspaceKeys] = {}
     for owner, _ in items:
@@ -90,7 +118,7 @@ def record(
         if key not in files:
             if key in prefetched:
                 raw = prefetched[key]
-                files[key] = None if raw is None else api.FileInfo.model_validate_json(raw)
+                files[key] = None if raw is None else cache.decode(key, raw)
             else:  # a path below a moved directory
                 files[key] = repo.get_file(tx, space, path)
         return files[key]
@@ -104,7 +132,7 @@ def record(
         for key, space in touched.items():
             info = files[key]
             assert info is not None
-            repo.put_file(tx, space, info)
+            cache.keep(key, repo.put_file(tx, space, info), info)
         touched.clear()
 
     for index, (owner, change) in enumerate(items):
@@ -174,9 +202,10 @@ def record_and_stage(
     items: list[Item],
     recorded_at: datetime,
     tree_budget: trees.Budget | None = None,
+    decoded: Decoded | None = None,
 ) -> Recorded:
     """``record``, then stage one ``file.changed`` per workspace that got new events, in the same transaction."""
-    recorded = record(tx, items, recorded_at, tree_budget)
+    recorded = record(tx, items, recorded_at, tree_budget, decoded)
     for owner, changes in recorded.changes.items():
         outbox.stage(tx, file_changed(owner, changes))
     return recorded

@@ -117,8 +117,11 @@ def get_file(tx: Transaction, keys: WorkspaceKeys, path: str) -> api.FileInfo | 
     return None if raw is None else api.FileInfo.model_validate_json(raw)
 
 
-def put_file(tx: Transaction, keys: WorkspaceKeys, info: api.FileInfo) -> None:
-    tx.set(keys.file_key(info.path), info.model_dump_json(exclude_none=True).encode())
+def put_file(tx: Transaction, keys: WorkspaceKeys, info: api.FileInfo) -> bytes:
+    """Write a path's metadata; returns the bytes written."""
+    raw = info.model_dump_json(exclude_none=True).encode()
+    tx.set(keys.file_key(info.path), raw)
+    return raw
 
 
 def history_mark(tx: Transaction, keys: WorkspaceKeys, path: str, at: int, event_id: UUID) -> None:

@@ -79,7 +79,7 @@ def of_change(change: api.FileChange, before: api.FileInfo | None) -> TreeJob | 
 
 
 Get = Callable[[str], api.FileInfo | None]
-Put = Callable[[api.FileInfo], None]
+Put = Callable[[api.FileInfo], object]
 
 
 def carry(tx: Transaction, keys: repo.WorkspaceKeys, job: TreeJob, budget: Budget, get: Get, put: Put) -> bool:
