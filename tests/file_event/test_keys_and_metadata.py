@@ -130,3 +130,16 @@ def test_a_spent_budget_leaves_a_job_only_where_something_is_left_below(tmp_path
         assert carried("d") is False
     finally:
         store.close()
+
+
+def test_decoded_metadata_is_reused_only_for_the_same_bytes() -> None:
+    from services.file_event.recording import Decoded
+
+    decoded = Decoded(limit=2)
+    key = (uuid.uuid4(), "a")
+    first = api.FileInfo(path="a", size=1, modified_at=T0, last_actor="user", versions=1)
+    raw = first.model_dump_json().encode()
+    assert decoded.decode(key, raw) == first
+    assert decoded.decode(key, raw) is decoded.decode(key, raw)  # parsed once
+    changed = first.model_copy(update={"size": 2, "versions": 2})  # another replica wrote it meanwhile
+    assert decoded.decode(key, changed.model_dump_json().encode()).size == 2
