@@ -256,7 +256,7 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
             key="",
             target=f"file events end to end ({count:,})",
             includes="the same publisher on a workspace subject → the file-event service's durable pull consumer "
-            "(batches of up to 500, one transaction each: marker, log, history per event, metadata per path, one "
+            "(batches of up to 1,000, one transaction each: marker, log, history per event, metadata per path, one "
             "staged file.changed per workspace) → acknowledged after commit; timed to the last acknowledgement; "
             f"read back: {lost} lost, {duplicated} duplicated",
             rate=ingest,

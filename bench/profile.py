@@ -5,9 +5,10 @@
     python -m bench.profile session-create session --gil  # POST /sessions, one user, in the session service
     python -m bench.profile session-create-users session --gil   # the same from 64 users
     python -m bench.profile session-create session --raw /tmp/stacks.txt  # also keep py-spy's stacks
+    python -m bench.profile files file_event 8                     # file-event ingest (bench/file_events.py's load)
 
-TARGET: health, ping, whoami, users-me, session-read, session-create, session-create-users;
-PROCESS: gateway, auth, session. Starts the system like ``bench.run``, loads TARGET with wrk at 64
+TARGET: health, ping, whoami, users-me, session-read, session-create, session-create-users, files;
+PROCESS: gateway, auth, session, file_event. Starts the system like ``bench.run``, loads TARGET with wrk at 64
 connections, samples PROCESS with py-spy (``uv pip install py-spy``; not a project dependency) and
 prints the share of busy samples per group (by the innermost frame), per thread, the top innermost
 frames, and the project's functions by inclusive share (the share of samples with the function
@@ -26,7 +27,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import psutil
 
@@ -41,9 +46,11 @@ PATHS = {
     "session-read": "/sessions/{id}",
     "session-create": "/sessions",
     "session-create-users": "/sessions",
+    "files": "",  # not HTTP: a workspace monitor's publishes, as bench/file_events.py makes them
 }
 AUTHENTICATED = ("whoami", "users-me", "session-read", "session-create", "session-create-users")
-PROCESSES = ("gateway", "auth", "session")
+PROCESSES = ("gateway", "auth", "session", "file_event")
+FILE_EVENTS = 150_000
 CONNECTIONS = 64
 IDLE = (
     "web.py:502",
@@ -111,6 +118,29 @@ def specs_for(system: System, target: str) -> list[RequestSpec]:
     return [RequestSpec(f"{system.base}{path}", headers={"Authorization": f"Bearer {tokens[0]}"})]
 
 
+def files_load(system: System) -> Callable[[], object]:
+    """Publish FILE_EVENTS changes as one workspace's monitor and wait until all are stored."""
+    import asyncio
+    from uuid import UUID
+
+    from bench.file_events import bodies, end_to_end, workspace_monitor_credentials
+
+    token = register_and_login(system.base, f"bench-profile-{secrets.token_hex(4)}@example.com", "bench-pw-123")
+    _, who = call_json("GET", f"{system.base}/auth/whoami", token=token)
+    caller: Any = who["data"]
+    tenant, user = UUID(caller["tenant_id"]), UUID(caller["user_id"])
+    bus_dir = system.data_dir / "bus"
+    credentials = workspace_monitor_credentials(system, token, tenant, user)
+    items = bodies(FILE_EVENTS)
+    url = f"nats://127.0.0.1:{system.nats_port}"
+
+    def load() -> object:
+        rate, _ = asyncio.run(end_to_end(url, credentials, str(bus_dir / "file_event.nk"), items))
+        return SimpleNamespace(rps=rate)
+
+    return load
+
+
 def record(spy: str, pid: int, seconds: float, gil: bool, keep: Path | None = None) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "profile.txt"
@@ -173,10 +203,17 @@ def main(argv: list[str]) -> int:
         return 2
     target, process_name = argv[0], argv[1]
     seconds = float(argv[2]) if len(argv) > 2 else 10.0
-    system = System()
+    # As bench.run: users registered here get no workspace (and no monitor with its own credentials).
+    system = System({"CODITECT_PROVISIONING_ON_REGISTER": "false"} if target == "files" else None)
     try:
         system.start()
-        specs = specs_for(system, target)
+        if target == "files":
+            load_files = files_load(system)
+            run = load_files
+            specs: list[RequestSpec] = []
+        else:
+            specs = specs_for(system, target)
+            run = lambda: run_load(specs, connections=CONNECTIONS, duration=seconds + 3)  # noqa: E731
         assert system.process is not None
         process = next(
             child
@@ -184,10 +221,10 @@ def main(argv: list[str]) -> int:
             if f"services.{process_name}" in " ".join(child.cmdline())
         )
         loads: list[object] = []
-        load = threading.Thread(
-            target=lambda: loads.append(run_load(specs, connections=CONNECTIONS, duration=seconds + 3))
-        )
+        load = threading.Thread(target=lambda: loads.append(run()))
         load.start()
+        if target == "files":
+            time.sleep(1.5)  # sample while events flow, not the publisher's start
         cpu_before = process.cpu_times()
         lines = record(spy, process.pid, seconds, gil, keep)
         cpu_after = process.cpu_times()

@@ -34,8 +34,8 @@ from contracts import subjects
 from services.audit import repository as repo
 from services.audit.chain import timestamp
 from services.audit.context import AuditContext
-from services.audit.puller import Puller
 from services.audit.records import NotAnEvent, Prepared, prepare
+from shared.puller import Puller
 
 log = logging.getLogger(__name__)
 

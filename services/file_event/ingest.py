@@ -1,9 +1,10 @@
 """The durable consumer of the file-event stream: every change, from monitors and from
 ``POST /files/events``, is stored here.
 
-Driven with nats-py's pull subscription, not a FastStream subscriber: FastStream's per-message
-pipeline cost about four times a raw fetch of batches (STACK-NOTES: ~11,000 vs ~43,000 msg/s), and
-this is the platform's highest-volume path. FastStream still publishes the service's events; the
+Driven by ``shared.puller`` (JetStream's pull protocol on an inbox of its own, without nats-py's
+per-message ``next_msg``), not a FastStream subscriber: FastStream's per-message pipeline cost about
+four times a raw fetch of batches (STACK-NOTES: ~11,000 vs ~43,000 msg/s), and this is the platform's
+highest-volume path. FastStream still publishes the service's events; the
 AsyncAPI document comes from ``contracts/catalog.py``. The consumer has a NATS connection of its own:
 its traffic does not queue behind requests, and stopping it never waits on the broker's drain.
 
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 
 import nats
 import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -33,9 +35,11 @@ from pydantic import ValidationError
 
 from contracts import file_event as api
 from contracts import subjects
-from services.file_event import recording
+from services.file_event import recording, trees
+from services.file_event import repository as repo
 from services.file_event.context import FilesContext
 from shared import bus
+from shared.puller import Puller
 from shared.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -68,13 +72,15 @@ def consumer_config(ctx: FilesContext) -> ConsumerConfig:
     )
 
 
-async def subscribe(ctx: FilesContext, js: JetStreamContext) -> JetStreamContext.PullSubscription:
-    """Create the durable consumer if missing (an existing one keeps what an operator set) and bind to it."""
+async def subscribe(ctx: FilesContext, nc: Client) -> Puller:
+    """Create the durable consumer if missing (an existing one keeps what an operator set) and pull from it."""
     try:
-        await js.add_consumer(subjects.FILE_EVENTS_STREAM, consumer_config(ctx))
+        await nc.jetstream().add_consumer(subjects.FILE_EVENTS_STREAM, consumer_config(ctx))
     except BadRequestError as error:
         log.warning("consumer %s exists with another configuration (%s); using it as it is", DURABLE, error)
-    return await js.pull_subscribe_bind(durable=DURABLE, stream=subjects.FILE_EVENTS_STREAM)
+    puller = Puller(nc, subjects.FILE_EVENTS_STREAM, DURABLE)
+    await puller.start()
+    return puller
 
 
 def chunks(items: list[Incoming], max_bytes: int) -> list[list[Incoming]]:
@@ -96,6 +102,9 @@ class Ingestor:
         self.ctx = ctx
         self._owners: dict[str, recording.Owner] = {}
         self._js: JetStreamContext | None = None
+        self._carrying = asyncio.Lock()
+        self._decoded = recording.Decoded()
+        self._trees_left = True  # jobs a crash may have left: carried on before the first fetch
 
     @property
     def js(self) -> JetStreamContext:
@@ -126,12 +135,12 @@ class Ingestor:
         try:
             while not stop.is_set():
                 try:
-                    sub = await subscribe(self.ctx, self.js)
+                    await self.carry_trees()
+                    puller = await subscribe(self.ctx, nc)
                     try:
-                        await self._consume(sub, stop)
+                        await self._consume(puller, stop)
                     finally:
-                        with contextlib.suppress(Exception):
-                            await sub.unsubscribe()
+                        await puller.stop()
                 except Exception as error:
                     log.error("file-event ingest interrupted (%s: %s); resuming in 1s", type(error).__name__, error)
                     with contextlib.suppress(TimeoutError):
@@ -139,23 +148,18 @@ class Ingestor:
         finally:
             await nc.close()
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        try:
-            return await sub.fetch(
-                self.ctx.settings.ingest_batch_size, timeout=self.ctx.settings.ingest_fetch_timeout_seconds
-            )
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []
+    async def _fetch(self, puller: Puller) -> list[Msg]:
+        return await puller.fetch(self.ctx.settings.ingest_batch_size, self.ctx.settings.ingest_fetch_timeout_seconds)
 
-    async def _consume(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+    async def _consume(self, puller: Puller, stop: asyncio.Event) -> None:
         """Fetch ahead, and handle up to ``ingest_concurrency`` batches at once: one batch's transaction
         function runs on the loop while the store commits the previous one."""
-        fetching = asyncio.create_task(self._fetch(sub))
+        fetching = asyncio.create_task(self._fetch(puller))
         handling: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
                 msgs = await fetching
-                fetching = asyncio.create_task(self._fetch(sub))
+                fetching = asyncio.create_task(self._fetch(puller))
                 if msgs:
                     handling.add(asyncio.create_task(self.handle(msgs)))
                 if len(handling) >= self.ctx.settings.ingest_concurrency:
@@ -197,6 +201,8 @@ class Ingestor:
                 await self._one_by_one(run)
         if store_down:
             await self._wait_for_store()
+        elif self._trees_left:
+            await self.carry_trees()
 
     def _owner(self, subject: str) -> recording.Owner:
         owner = self._owners.get(subject)
@@ -214,18 +220,47 @@ class Ingestor:
         ctx.stats.transactions += 1
         try:
             recorded, staged = await ctx.outbox.transact(
-                lambda tx: recording.record_and_stage(tx, ctx.outbox, items, now)
+                lambda tx: recording.record_and_stage(tx, ctx.outbox, items, now, self._tree_budget(), self._decoded)
             )
         except Exception:
             ctx.stats.failed_transactions += 1
             raise
         for item in run:
             await item.msg.ack()
-        stored = sum(len(changes) for changes in recorded.values())
+        if recorded.trees:
+            self._trees_left = True
+        stored = recorded.count
         ctx.stats.stored += stored
         ctx.stats.duplicates += len(run) - stored
         if staged:
             await ctx.outbox.publish_soon(ctx.settings.publish_after_commit_seconds, staged)
+
+    def _tree_budget(self) -> trees.Budget:
+        settings = self.ctx.settings
+        return trees.Budget(settings.ingest_tree_entries_per_transaction, settings.ingest_tree_bytes_per_transaction)
+
+    async def carry_trees(self) -> None:
+        """Carry on the directory moves left unfinished, one bounded transaction at a time (after their
+        events were acknowledged: the jobs are in the store). A failure leaves them for the next batch."""
+        async with self._carrying:
+            if not self._trees_left:
+                return
+            store = self.ctx.store
+            try:
+                while jobs := await store.run(lambda tx: repo.tree_jobs(tx, 100)):
+                    for ws, event_id in jobs:
+                        while True:
+                            self.ctx.stats.transactions += 1
+                            # A fresh budget per attempt: the store may run the function again.
+                            if await store.run(
+                                lambda tx: trees.carry_on(tx, ws, event_id, self._tree_budget())  # noqa: B023
+                            ):
+                                break
+                self._trees_left = False
+            except Exception as error:
+                log.error(
+                    "carrying a directory's entries stopped (%s: %s); it goes on later", type(error).__name__, error
+                )
 
     async def _one_by_one(self, run: list[Incoming]) -> None:
         for item in run:

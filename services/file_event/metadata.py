@@ -6,6 +6,8 @@ A change older than what a path already shows (a late or reordered delivery) is 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from contracts import file_event as api
 
 
@@ -21,7 +23,7 @@ def changed(current: api.FileInfo | None, change: api.FileChange) -> api.FileInf
     """``change.path`` after a created, modified or deleted change (or the target side of a move)."""
     if current is not None and not _is_newer(change, current):
         return _counted(current)
-    return api.FileInfo(
+    return api.FileInfo.model_construct(  # from validated values: no second validation
         path=change.path,
         is_dir=change.is_dir,
         size=change.size if change.size is not None else (current.size if current else None),
@@ -38,7 +40,7 @@ def moved_to(origin: api.FileInfo | None, target: api.FileInfo | None, change: a
     event says overriding it."""
     if target is not None and not _is_newer(change, target):
         return _counted(target)
-    return api.FileInfo(
+    return api.FileInfo.model_construct(  # from validated values: no second validation
         path=change.path,
         is_dir=change.is_dir,
         size=change.size if change.size is not None else (origin.size if origin else None),
@@ -55,7 +57,7 @@ def moved_from(origin: api.FileInfo | None, change: api.FileChange) -> api.FileI
     assert change.old_path is not None
     if origin is not None and not _is_newer(change, origin):
         return _counted(origin)
-    return api.FileInfo(
+    return api.FileInfo.model_construct(  # from validated values: no second validation
         path=change.old_path,
         is_dir=change.is_dir,
         size=origin.size if origin else None,
@@ -64,4 +66,23 @@ def moved_from(origin: api.FileInfo | None, change: api.FileChange) -> api.FileI
         last_actor=change.actor,
         versions=(origin.versions if origin else 0) + 1,
         deleted=True,
+    )
+
+
+def carried_to(
+    origin: api.FileInfo, target: api.FileInfo | None, path: str, at: datetime, actor: str
+) -> api.FileInfo | None:
+    """An entry below a directory moved at ``at``, at its new ``path``: its metadata and versions, and
+    the move. None when the new path already shows something newer than the move (it stays)."""
+    if target is not None and at < target.modified_at:
+        return None
+    return origin.model_copy(
+        update={"path": path, "modified_at": at, "last_actor": actor, "versions": origin.versions + 1, "deleted": False}
+    )
+
+
+def carried_from(origin: api.FileInfo, at: datetime, actor: str) -> api.FileInfo:
+    """An entry below a directory moved (or deleted) at ``at``, at its old path: gone from there."""
+    return origin.model_copy(
+        update={"modified_at": at, "last_actor": actor, "versions": origin.versions + 1, "deleted": True}
     )

@@ -7,7 +7,7 @@ a re-published event, or a transaction retried after an unknown commit result st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -16,7 +16,7 @@ import orjson
 from contracts import file_event as api
 from contracts.events import Actor, Event
 from contracts.provisioning import workspace_id
-from services.file_event import metadata
+from services.file_event import metadata, trees
 from services.file_event import repository as repo
 from shared.outbox import Outbox
 from shared.store import Transaction
@@ -43,46 +43,129 @@ def owner_of_subject(subject: str) -> Owner:
 
 
 Item = tuple[Owner, api.FileChange]
-Recorded = dict[Owner, list[api.FileChange]]
 
 
-def record(tx: Transaction, items: list[Item], recorded_at: datetime) -> Recorded:
-    """Store the events not stored yet; returns them per owner, in batch order."""
+@dataclass
+class Recorded:
+    """What a batch's transaction stored: the new events per owner, in batch order, and the directory
+    moves whose entries are left for further transactions (workspace, event id)."""
+
+    changes: dict[Owner, list[api.FileChange]] = field(default_factory=dict)
+    trees: list[tuple[UUID, UUID]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(len(changes) for changes in self.changes.values())
+
+
+class Decoded:
+    """Metadata values this process read or wrote lately, decoded: the same bytes read again (the next
+    batch touching the path) need no second parse. Keyed by the stored bytes themselves, so a value a
+    rolled-back transaction wrote, or another replica changed, is simply not found. Bounded."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._infos: dict[tuple[UUID, str], tuple[bytes, api.FileInfo]] = {}
+
+    def decode(self, key: tuple[UUID, str], raw: bytes) -> api.FileInfo:
+        known = self._infos.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        info = api.FileInfo.model_validate_json(raw)
+        self.keep(key, raw, info)
+        return info
+
+    def keep(self, key: tuple[UUID, str], raw: bytes, info: api.FileInfo) -> None:
+        if len(self._infos) >= self.limit:
+            self._infos.clear()
+        self._infos[key] = (raw, info)
+
+
+def record(
+    tx: Transaction,
+    items: list[Item],
+    recorded_at: datetime,
+    tree_budget: trees.Budget | None = None,
+    decoded: Decoded | None = None,
+) -> Recorded:
+    """Store the events not stored yet, and carry what moved or deleted directories had below them
+    (within ``tree_budget``; the rest is left as tree jobs)."""
+    budget = tree_budget or trees.Budget(entries=1000, bytes=1_000_000)
+    cache = decoded or Decoded(0)
     stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
     keys: dict[UUID, repo.WorkspaceKeys] = {}
+    for owner, _ in items:
+        if owner.workspace_id not in keys:
+            keys[owner.workspace_id] = repo.WorkspaceKeys(owner.workspace_id)
+    # Every point read the batch needs, in one round (get_many): each event's marker, each path's metadata.
+    markers = [keys[owner.workspace_id].seen_key(change.event_id) for owner, change in items]
+    wanted: dict[tuple[UUID, str], bytes] = {}
+    for owner, change in items:
+        space = keys[owner.workspace_id]
+        for path in (change.path, change.old_path):
+            if path is not None and (owner.workspace_id, path) not in wanted:
+                wanted[(owner.workspace_id, path)] = space.file_key(path)
+    values = tx.get_many([*markers, *wanted.values()])
+    stored_before = values[: len(markers)]
+    prefetched = dict(zip(wanted, values[len(markers) :], strict=True))
+    stored_now: set[tuple[UUID, UUID]] = set()
     files: dict[tuple[UUID, str], api.FileInfo | None] = {}
     touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
-    recorded: Recorded = {}
+    recorded = Recorded()
 
     def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
         key = (ws, path)
         if key not in files:
-            files[key] = repo.get_file(tx, space, path)
+            if key in prefetched:
+                raw = prefetched[key]
+                files[key] = None if raw is None else cache.decode(key, raw)
+            else:  # a path below a moved directory
+                files[key] = repo.get_file(tx, space, path)
         return files[key]
 
     def update(space: repo.WorkspaceKeys, ws: UUID, info: api.FileInfo) -> None:
         files[(ws, info.path)] = info
         touched[(ws, info.path)] = space
 
-    for owner, change in items:
+    def flush() -> None:
+        """Write the metadata changed so far (each path once per batch, however often it changed)."""
+        for key, space in touched.items():
+            info = files[key]
+            assert info is not None
+            cache.keep(key, repo.put_file(tx, space, info), info)
+        touched.clear()
+
+    for index, (owner, change) in enumerate(items):
         ws = owner.workspace_id
-        space = keys.get(ws) or keys.setdefault(ws, repo.WorkspaceKeys(ws))
-        if repo.seen(tx, space, change.event_id):
+        space = keys[ws]
+        if stored_before[index] is not None or (ws, change.event_id) in stored_now:
             continue
+        stored_now.add((ws, change.event_id))
         repo.append(tx, space, change, stamp)
+        before = current(space, ws, change.old_path if change.old_path is not None else change.path)
         if change.kind == "moved":
             assert change.old_path is not None
-            origin = current(space, ws, change.old_path)
-            update(space, ws, metadata.moved_to(origin, current(space, ws, change.path), change))
+            update(space, ws, metadata.moved_to(before, current(space, ws, change.path), change))
             if change.old_path != change.path:
-                update(space, ws, metadata.moved_from(origin, change))
+                update(space, ws, metadata.moved_from(before, change))
         else:
-            update(space, ws, metadata.changed(current(space, ws, change.path), change))
-        recorded.setdefault(owner, []).append(change)
-    for key, space in touched.items():
-        info = files[key]
-        assert info is not None
-        repo.put_file(tx, space, info)
+            update(space, ws, metadata.changed(before, change))
+        recorded.changes.setdefault(owner, []).append(change)
+        job = trees.of_change(change, before)
+        if job is not None:
+            flush()  # the scan below reads the store: it must see this batch's changes under the folder
+            done = trees.carry(
+                tx,
+                space,
+                job,
+                budget,
+                lambda path: current(space, ws, path),  # called here, before the loop moves on  # noqa: B023
+                lambda info: update(space, ws, info),  # noqa: B023
+            )
+            if not done:
+                repo.put_tree_job(tx, ws, change.event_id, job.model_dump_json().encode())
+                recorded.trees.append((ws, change.event_id))
+    flush()
     return recorded
 
 
@@ -113,9 +196,16 @@ def file_changed(owner: Owner, changes: list[api.FileChange]) -> Event:
     )
 
 
-def record_and_stage(tx: Transaction, outbox: Outbox, items: list[Item], recorded_at: datetime) -> Recorded:
+def record_and_stage(
+    tx: Transaction,
+    outbox: Outbox,
+    items: list[Item],
+    recorded_at: datetime,
+    tree_budget: trees.Budget | None = None,
+    decoded: Decoded | None = None,
+) -> Recorded:
     """``record``, then stage one ``file.changed`` per workspace that got new events, in the same transaction."""
-    recorded = record(tx, items, recorded_at)
-    for owner, changes in recorded.items():
+    recorded = record(tx, items, recorded_at, tree_budget, decoded)
+    for owner, changes in recorded.changes.items():
         outbox.stage(tx, file_changed(owner, changes))
     return recorded

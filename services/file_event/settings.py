@@ -9,7 +9,12 @@ from shared.settings import CommonSettings
 
 class FileEventSettings(CommonSettings):
     ingest_batch_size: int = Field(
-        default=500, ge=1, le=5000, description="Messages one fetch takes from the file stream (one transaction)."
+        default=1000,
+        ge=1,
+        le=5000,
+        # 1,000 rather than 500: the batch's fixed costs (fetch round trip, commit, file.changed) halve per
+        # event (bench: 0.29 → 0.40 x the raw publish back to back); a batch's writes stay under 1 MB.
+        description="Messages one fetch takes from the file stream (one transaction).",
     )
     ingest_fetch_timeout_seconds: float = Field(
         default=0.5, gt=0, description="How long a fetch waits for a full batch before taking what came."
@@ -26,6 +31,18 @@ class FileEventSettings(CommonSettings):
         le=9_000_000,
         description="A fetched batch whose writes would pass this is split into several transactions "
         "(FoundationDB refuses 10 MB; its guidance is to stay under 1 MB to 5 MB).",
+    )
+    ingest_tree_entries_per_transaction: int = Field(
+        default=1000,
+        ge=1,
+        description="Entries below a moved or deleted directory one transaction carries; a bigger directory "
+        "takes several (services/file_event/trees.py).",
+    )
+    ingest_tree_bytes_per_transaction: int = Field(
+        default=1_000_000,
+        ge=10_000,
+        le=4_000_000,
+        description="About how many bytes of writes one transaction spends carrying a directory's entries.",
     )
     ingest_max_deliver: int = Field(
         default=10, ge=2, description="Deliveries of a message that keeps failing before it is dead-lettered."

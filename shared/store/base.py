@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -92,6 +92,11 @@ class Transaction(Protocol):
     """What a transaction function may do. Reads see the transaction's own writes."""
 
     def get(self, key: bytes) -> bytes | None: ...
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """``get`` of each key, in order, read together (FoundationDB: the reads in flight at once; the
+        embedded store: one query per few hundred keys, and one conflict check for them at commit)."""
+        ...
 
     def set(self, key: bytes, value: bytes) -> None: ...
 

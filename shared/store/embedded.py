@@ -36,7 +36,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +45,11 @@ from typing import Any, TypeVar
 import apsw
 
 from shared.store.base import (
+    KEY_SIZE_LIMIT,
+    SYSTEM_KEY_PREFIX,
     TRANSACTION_AGE_LIMIT_SECONDS,
     TRANSACTION_SIZE_LIMIT,
+    VALUE_SIZE_LIMIT,
     StoreError,
     StoreUnavailable,
     TransactionCancelled,
@@ -67,6 +70,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT N
 _OPEN_TIMEOUT_SECONDS = 5.0
 _READ_BUSY_TIMEOUT_MS = 2_000
 _LOCK_POLL_MS = 100
+_MANY_PER_QUERY = 500  # keys of one get_many query (SQLite allows 32,766 parameters)
 _CHECKPOINT_WAIT_MS = 1_000
 _BATCH_LIMIT = 256
 # Per mutation, FoundationDB counts some bytes beyond key and value; this keeps the estimate honest.
@@ -215,6 +219,29 @@ class EmbeddedTransaction:
             return None
         return self._stored(key)
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        self._live()
+
+        def check_all() -> None:
+            for key in keys:
+                check_sizes(key)
+
+        self._guarded(check_all)
+        found: dict[bytes, bytes | None] = {}
+        stored: set[bytes] = set()
+        for key in keys:
+            if key in self.writes or self._cleared(key):
+                found[key] = self.get(key)
+            else:
+                stored.add(key)
+        ordered = sorted(stored)
+        for start in range(0, len(ordered), _MANY_PER_QUERY):
+            chunk = tuple(ordered[start : start + _MANY_PER_QUERY])
+            # One observation for the chunk: at commit the same query must return the same rows.
+            sql = f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(chunk))}) ORDER BY key"  # noqa: S608
+            found.update((row[0], row[1]) for row in self._read(sql, chunk))
+        return [found.get(key) for key in keys]
+
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[tuple[bytes, bytes]]:
@@ -248,7 +275,16 @@ class EmbeddedTransaction:
     # Writes (buffered until commit).
     def set(self, key: bytes, value: bytes) -> None:
         self._live()
-        self._guarded(lambda: check_sizes(key, value))
+        # The common case checked inline (a set is the hottest call of a bulk write); anything else
+        # goes through check_sizes for its exact error.
+        if not (
+            type(key) is bytes
+            and type(value) is bytes
+            and len(key) <= KEY_SIZE_LIMIT
+            and len(value) <= VALUE_SIZE_LIMIT
+            and not key.startswith(SYSTEM_KEY_PREFIX)
+        ):
+            self._guarded(lambda: check_sizes(key, value))
         self.writes[key] = value
         self.size += len(key) + len(value) + _MUTATION_OVERHEAD
 
@@ -610,14 +646,22 @@ class EmbeddedStore:
 def _apply(conn: apsw.Connection, commit: _Commit) -> None:
     for begin, end in commit.range_clears:
         conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (begin, end))
+    # Each key is written once (the last write won in the buffer), so the order between keys does not
+    # matter: sets and clears go to SQLite in one executemany each (its C loop, not one call per key).
+    sets: list[tuple[bytes, bytes]] = []
+    clears: list[tuple[bytes]] = []
     for key, write in commit.writes.items():
         if write is None:
-            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-            continue
-        if isinstance(write, _Add):
+            clears.append((key,))
+        elif isinstance(write, _Add):
             row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            write = encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)
-        conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, write))
+            sets.append((key, encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)))
+        else:
+            sets.append((key, write))
+    if clears:
+        conn.executemany("DELETE FROM kv WHERE key = ?", clears)
+    if sets:
+        conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", sets)
 
 
 def _delay(attempt: int) -> float:

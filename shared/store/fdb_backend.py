@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,6 +74,19 @@ class _FdbTransaction:
                 raise
             raise self._guard(error) from error
         return bytes(value) if value.present() else None
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        for key in keys:
+            check_sizes(key)
+        try:
+            tr = self._live()
+            futures = [tr.get(key) for key in keys]  # sent together; waited for together
+            values = [future.wait() for future in futures]
+        except Exception as error:
+            if getattr(error, "code", None) is None:
+                raise
+            raise self._guard(error) from error
+        return [bytes(value) if value.present() else None for value in values]
 
     def set(self, key: bytes, value: bytes) -> None:
         check_sizes(key, value)

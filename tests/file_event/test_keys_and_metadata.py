@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from contracts import file_event as api
 from contracts import subjects
 from contracts.provisioning import workspace_id
-from services.file_event import metadata
+from services.file_event import metadata, trees
 from services.file_event import repository as repo
 from services.file_event.ingest import Incoming, chunks
 from services.file_event.recording import owner_of_subject
@@ -93,3 +94,52 @@ def test_a_time_without_a_zone_is_utc_so_times_always_compare() -> None:
     aware = _change("a", "modified", 1)
     assert naive.occurred_at == T0
     assert metadata.changed(metadata.changed(None, naive), aware).versions == 2
+
+
+def test_an_entry_carried_by_its_directorys_move_keeps_a_newer_target() -> None:
+    origin = metadata.changed(None, _change("a/x", "created", 1, size=4))
+    newer = metadata.changed(None, _change("b/x", "created", 9, size=5))
+    at = T0 + timedelta(seconds=5)
+    assert metadata.carried_to(origin, newer, "b/x", at, "user") is None
+    carried = metadata.carried_to(origin, None, "b/x", at, "user")
+    assert carried is not None and (carried.path, carried.size, carried.versions, carried.modified_at) == (
+        "b/x",
+        4,
+        2,
+        at,
+    )
+    left = metadata.carried_from(origin, at, "user")
+    assert (left.path, left.deleted, left.versions) == ("a/x", True, 2)
+
+
+def test_a_spent_budget_leaves_a_job_only_where_something_is_left_below(tmp_path: Path) -> None:
+    from shared.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(tmp_path / "files.sqlite3")
+    keys = repo.WorkspaceKeys(uuid.uuid4())
+    info = api.FileInfo(path="d/x", modified_at=T0, last_actor="user", versions=1)
+    store.run_sync(lambda tx: repo.put_file(tx, keys, info))
+
+    def carried(old: str) -> bool:
+        job = trees.TreeJob(event_id=uuid.uuid4(), old_path=old, path="e", occurred_at=T0, actor="user")
+        spent = trees.Budget(entries=0, bytes=0)
+        return store.run_sync(lambda tx: trees.carry(tx, keys, job, spent, lambda path: None, lambda info: None))
+
+    try:
+        assert carried("x.txt") is True  # a file: nothing below it, no job however spent the budget
+        assert carried("d") is False
+    finally:
+        store.close()
+
+
+def test_decoded_metadata_is_reused_only_for_the_same_bytes() -> None:
+    from services.file_event.recording import Decoded
+
+    decoded = Decoded(limit=2)
+    key = (uuid.uuid4(), "a")
+    first = api.FileInfo(path="a", size=1, modified_at=T0, last_actor="user", versions=1)
+    raw = first.model_dump_json().encode()
+    assert decoded.decode(key, raw) == first
+    assert decoded.decode(key, raw) is decoded.decode(key, raw)  # parsed once
+    changed = first.model_copy(update={"size": 2, "versions": 2})  # another replica wrote it meanwhile
+    assert decoded.decode(key, changed.model_dump_json().encode()).size == 2

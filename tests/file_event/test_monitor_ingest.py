@@ -181,10 +181,10 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliver(s
     poisoned = change("boom.txt")
     real_record = recording.record
 
-    def record(tx, items, recorded_at):  # type: ignore[no-untyped-def]
+    def record(tx, items, recorded_at, *args):  # type: ignore[no-untyped-def]
         if any(str(c.event_id) == poisoned["event_id"] for _, c in items):
             raise RuntimeError("a bug this event triggers")
-        return real_record(tx, items, recorded_at)
+        return real_record(tx, items, recorded_at, *args)
 
     recording.record = record  # type: ignore[assignment]
     try:

@@ -203,3 +203,30 @@ async def test_a_working_monitor_loads_none_of_the_service_stack(
     names = json.loads(report.read_text())
     assert "services.monitor.publisher" in names and "nats.js" in names
     assert _loaded(names) == []
+
+
+async def test_a_directory_move_reports_the_directory_and_each_file_under_it(
+    monitor: Monitor, nats: NatsServer
+) -> None:
+    """What the file-event service gets for ``mv a/dir b/dir``: watchdog pairs inotify's move of the
+    directory and adds a move for every entry under it (it walks the destination), so the service sees
+    the directory's move and its children's; it must be right without the children's too (an IDE
+    client may post the directory's move alone: tests/file_event/test_directory_moves.py)."""
+    process = monitor.start()
+    monitor.wait_watching(process)
+    (monitor.root / "a" / "dir" / "sub").mkdir(parents=True)
+    (monitor.root / "b").mkdir()
+    (monitor.root / "a" / "dir" / "one.txt").write_text("1")
+    (monitor.root / "a" / "dir" / "sub" / "two.txt").write_text("22")
+    created = await wait_file_events(nats.url, monitor.subject, lambda evs: len(evs) == 6)
+    await asyncio.sleep(0.3)
+    (monitor.root / "a" / "dir").rename(monitor.root / "b" / "dir")
+    events = await wait_file_events(nats.url, monitor.subject, lambda evs: len(evs) >= len(created) + 4)
+    await asyncio.sleep(0.5)
+    events = (await file_events(nats.url, monitor.subject))[len(created) :]
+    assert sorted((e["kind"], e.get("old_path"), e["path"], e.get("is_dir", False)) for e in events) == [
+        ("moved", "a/dir", "b/dir", True),
+        ("moved", "a/dir/one.txt", "b/dir/one.txt", False),
+        ("moved", "a/dir/sub", "b/dir/sub", True),
+        ("moved", "a/dir/sub/two.txt", "b/dir/sub/two.txt", False),
+    ]

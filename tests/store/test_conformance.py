@@ -504,6 +504,47 @@ async def test_reads_in_a_transaction_see_one_snapshot_and_conflicts_retry(
     assert await store.run(lambda tx: tx.get(b)) == b"saw 1"
 
 
+async def test_get_many_reads_each_key_in_order_with_its_own_writes(
+    store: Store, space: Subspace, ten: list[bytes]
+) -> None:
+    missing, new = space.pack(("missing",)), space.pack(("new",))
+
+    def fn(tx: Any) -> list[bytes | None]:
+        tx.set(new, b"new")
+        tx.set(ten[1], b"overwritten")
+        tx.clear(ten[2])
+        tx.clear_range(ten[6], ten[8])
+        return tx.get_many([ten[0], missing, new, ten[1], ten[2], ten[7], ten[8], ten[0]])  # type: ignore[no-any-return]
+
+    values = await store.run(fn)
+    assert values == [b"0", None, b"new", b"overwritten", None, None, b"8", b"0"]
+    assert await store.run(lambda tx: tx.get_many([])) == []
+
+
+async def test_a_key_read_by_get_many_and_changed_meanwhile_makes_the_transaction_run_again(
+    store: Store, space: Subspace, backend: str, location: Path
+) -> None:
+    keys = [space.pack(("k", i)) for i in range(600)]  # more than one query's worth on the embedded store
+    await store.run(lambda tx: [tx.set(key, b"0") for key in keys] and None)
+    other = open_store(backend, location)
+    attempts: list[bytes | None] = []
+    out = space.pack(("out",))
+
+    def fn(tx: Any) -> None:
+        values = tx.get_many(keys)
+        if not attempts:
+            other.run_sync(lambda otx: otx.set(keys[550], b"1"))
+        attempts.append(values[550])
+        tx.set(out, values[550] or b"")
+
+    try:
+        await store.run(fn)
+    finally:
+        other.close()
+    assert attempts == [b"0", b"1"]
+    assert await store.run(lambda tx: tx.get(out)) == b"1"
+
+
 CHILD_PRELUDE = """
 import json, sys, time
 from pathlib import Path

@@ -5,9 +5,9 @@ The protocol is JetStream's own (what nats-py's ``fetch`` sends): a pull request
 our inbox, and a status message (404, 408, 409) when the request ends before the batch is full; first
 a ``no_wait`` request for what is there, then a waiting one. What
 differs is the receiving: nats-py's ``fetch`` awaits every message through ``next_msg`` (an
-``asyncio.wait_for`` and a fresh ``uuid4`` each), a large share of the audit process's time per record;
-here a plain callback appends to a list. Messages that arrive after a fetch returned stay in the buffer
-and open the next one, in arrival order.
+``asyncio.wait_for`` and a fresh ``uuid4`` each), a large share of the audit process's time per record
+and of the file-event ingest's per event; here a plain callback appends to a list. Messages that arrive
+after a fetch returned stay in the buffer and open the next one, in arrival order.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Puller:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _LINGER_SECONDS)
             elif self._trouble is not None and not self._buffer:
-                log.warning("the audit consumer's pull request ended with %s", self._trouble)
+                log.warning("the pull request of consumer %s ended with %s", self._subject, self._trouble)
                 await asyncio.sleep(_BACKOFF_SECONDS)
         taken, self._buffer = self._buffer[:batch], self._buffer[batch:]
         return taken
