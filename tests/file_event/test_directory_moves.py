@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.file_event.conftest import FILE_EVENT_TEST_SETTINGS
 from tests.file_event.helpers import (
     User,
     call,
@@ -31,13 +32,16 @@ SHA = "c" * 64
 @pytest.fixture
 def file_event_overrides() -> dict[str, Any]:
     # A small bound on the entries one transaction carries: the 30-entry tree below takes several.
-    return {
-        "ingest_batch_size": 50,
-        "ingest_fetch_timeout_seconds": 0.2,
-        "ingest_retry_delay_seconds": 0.1,
-        "ingest_max_deliver": 3,
-        "ingest_tree_entries_per_transaction": 7,
-    }
+    return {**FILE_EVENT_TEST_SETTINGS, "ingest_tree_entries_per_transaction": 7}
+
+
+async def stored_tree(system: Gateway, count: int) -> tuple[User, list[dict[str, Any]]]:
+    """A new user whose workspace holds ``tree(count)``, every change of it consumed."""
+    user = await new_user(system)
+    before = tree(count)
+    await send(system, user, before)
+    await consumed(system, len(before))
+    return user, before
 
 
 def tree(count: int = 3) -> list[dict[str, Any]]:
@@ -88,11 +92,8 @@ def assert_carried(files: dict[str, dict[str, Any]], count: int) -> None:
 
 
 async def test_a_directory_move_alone_carries_every_file_under_it(system: Gateway) -> None:
-    user = await new_user(system)
     count = 3
-    before = tree(count)
-    await send(system, user, before)
-    await consumed(system, len(before))
+    user, before = await stored_tree(system, count)
     move = change("b/dir", "moved", second=3, old_path="a/dir", is_dir=True, actor="claude-code")
     await send(system, user, [move])
     await consumed(system, len(before) + 1)
@@ -113,11 +114,8 @@ async def test_a_directory_move_alone_carries_every_file_under_it(system: Gatewa
 
 
 async def test_a_directory_move_with_each_childs_move_too_ends_the_same(system: Gateway) -> None:
-    user = await new_user(system)
     count = 3
-    before = tree(count)
-    await send(system, user, before)
-    await consumed(system, len(before))
+    user, before = await stored_tree(system, count)
     moves = [change("b/dir", "moved", second=3, old_path="a/dir", is_dir=True)]
     moves += [change(f"b/dir/f{i:02}.txt", "moved", second=3, old_path=f"a/dir/f{i:02}.txt") for i in range(count)]
     moves += [
@@ -130,11 +128,8 @@ async def test_a_directory_move_with_each_childs_move_too_ends_the_same(system: 
 
 
 async def test_a_directory_bigger_than_a_transactions_share_moves_over_several(system: Gateway) -> None:
-    user = await new_user(system)
     count = 30
-    before = tree(count)
-    await send(system, user, before)
-    await consumed(system, len(before))
+    user, before = await stored_tree(system, count)
     ctx = files_ctx(system)
     transactions = ctx.stats.transactions
     await send(system, user, [change("b/dir", "moved", second=3, old_path="a/dir", is_dir=True)])
@@ -162,11 +157,8 @@ async def test_a_directory_move_left_half_carried_is_finished_later(system: Gate
     job is carried on later (after the next batch here; on start-up after a crash), from its cursor."""
     from services.file_event import trees
 
-    user = await new_user(system)
     count = 30
-    before = tree(count)
-    await send(system, user, before)
-    await consumed(system, len(before))
+    user, before = await stored_tree(system, count)
     real_carry_on = trees.carry_on
     failures: list[bool] = []
 
