@@ -49,7 +49,7 @@ PATHS = {
     "files": "",  # not HTTP: a workspace monitor's publishes, as bench/file_events.py makes them
 }
 AUTHENTICATED = ("whoami", "users-me", "session-read", "session-create", "session-create-users")
-PROCESSES = ("gateway", "auth", "session", "file_event")
+PROCESSES = ("gateway", "auth", "session", "file_event", "audit")
 FILE_EVENTS = 150_000
 CONNECTIONS = 64
 IDLE = (

@@ -38,9 +38,10 @@ CHOICES = ("store", *SYSTEM_PARTS)
 
 NOTES = [
     "CPU per request: CPU time (user + system) each process used during the measured runs ÷ requests "
-    "answered (µs for HTTP rows, ms for logins), total first; `other services` are the four services besides "
-    "auth, `load generator` is wrk. With 2 cores, a total of T ms caps a rate near 2 x 1000 / T per second "
-    "however the work is spread; the load generator shares those cores.",
+    "answered (µs for HTTP rows, ms for logins), total first, each process by name (its service; `nats` is "
+    "nats-server, `load generator` is wrk), those under 2 % of the total summed as `rest`. With 2 cores, a "
+    "total of T ms caps a rate near 2 x 1000 / T per second however the work is spread; the load generator "
+    "shares those cores.",
 ]
 
 

@@ -304,8 +304,7 @@ class CpuMeter:
 def _process_name(cmdline: list[str]) -> str:
     if "-m" in cmdline:
         module = cmdline[cmdline.index("-m") + 1]
-        name = module.rsplit(".", 1)[-1]
-        return name if name in ("gateway", "auth") else "other services"
+        return module.rsplit(".", 1)[-1]  # the service: gateway, auth, session, audit, ...
     if cmdline and cmdline[0].endswith("nats-server"):
         return "nats"
     return "other"
@@ -318,5 +317,9 @@ def cpu_text(cpu: dict[str, float], count: int, unit: str = "ms") -> str:
     scale, digits = (1e6, 0) if unit == "µs" else (1e3, 2)
     parts = sorted(((seconds / count * scale, name) for name, seconds in cpu.items() if seconds > 0), reverse=True)
     total = sum(value for value, _ in parts)
-    shown = [(value, name) for value, name in parts if round(value, digits) > 0]  # what rounds to 0 is noise
+    # Processes under 2 % of the total (idle services, stray wake-ups) are summed as "rest": noise, not cost.
+    shown = [(value, name) for value, name in parts if value >= 0.02 * total]
+    rest = total - sum(value for value, _ in shown)
+    if round(rest, digits) > 0:
+        shown.append((rest, "rest"))
     return f"{total:.{digits}f} {unit}: " + ", ".join(f"{name} {value:.{digits}f}" for value, name in shown)
