@@ -49,3 +49,19 @@ async def test_concurrent_commits_share_one_commit(tmp_path: Path) -> None:
         assert batches <= 10 * 64 // 4, f"{batches} COMMITs for 640 transactions in rounds of 64"
     finally:
         store.close()
+
+
+async def test_savepoint_journals_stay_in_memory(tmp_path: Path) -> None:
+    """The writer runs each transaction of a batch under a savepoint; SQLite journals a savepoint's
+    pages in a temporary file unless told otherwise: two more write calls per page (a third of the
+    session service's write calls per create). Nothing of the journal needs to survive a crash: the
+    WAL is what makes a commit durable."""
+    store = EmbeddedStore(tmp_path / "s.sqlite3")
+    try:
+        await store.run(lambda tx: tx.set(b"k", b"v"))
+        connections = list(store._connections)
+        assert connections, "the store opened no connection"
+        memory = 2  # PRAGMA temp_store: 0 default (a file here), 1 file, 2 memory
+        assert [c.execute("PRAGMA temp_store").fetchall()[0][0] for c in connections] == [memory] * len(connections)
+    finally:
+        store.close()
