@@ -9,6 +9,8 @@
                                                                   is in the history of both of its paths)
     ("file_event", "tree", ws, event_id)                        → TreeJob JSON            a directory's move (or
                                                                   deletion) whose entries are still being carried
+    ("file_event", "tree_parked", ws, event_id)                 → {job, error, attempts}  a job that kept failing,
+                                                                  set aside (not carried on) for an operator
     ("file_event", "outbox", …) / ("file_event", "outbox_dead_letter", …)   staged ``file.changed`` events
 
 ``ws`` and ``event_id`` are tuple-layer UUIDs (16 bytes), times integer microseconds since the epoch.
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import fdb.tuple
+import orjson
 from fdb.subspace_impl import Subspace
 
 from contracts import file_event as api
@@ -36,6 +39,7 @@ LOG = ROOT["log"]
 FILE = ROOT["file"]
 HIST = ROOT["hist"]
 TREE = ROOT["tree"]
+TREE_PARKED = ROOT["tree_parked"]
 OUTBOX = ROOT["outbox"]
 OUTBOX_DEAD_LETTER = ROOT["outbox_dead_letter"]
 
@@ -154,10 +158,26 @@ def clear_tree_job(tx: Transaction, ws: UUID, event_id: UUID) -> None:
     tx.clear(tree_key(ws, event_id))
 
 
-def tree_jobs(tx: Transaction, limit: int) -> list[tuple[UUID, UUID]]:
-    """(workspace, event id) of directory moves still being carried, oldest workspace first."""
-    rows = tx.get_range(TREE.range().start, TREE.range().stop, limit=limit)
+def tree_jobs(tx: Transaction, limit: int, after: tuple[UUID, UUID] | None = None) -> list[tuple[UUID, UUID]]:
+    """(workspace, event id) of directory moves still being carried, in key order, after ``after``."""
+    begin = TREE.range().start if after is None else tree_key(*after) + b"\x00"
+    rows = tx.get_range(begin, TREE.range().stop, limit=limit)
     return [(ws, event_id) for ws, event_id in (TREE.unpack(key) for key, _ in rows)]
+
+
+def parked_tree_key(ws: UUID, event_id: UUID) -> bytes:
+    key: bytes = TREE_PARKED.pack((ws, event_id))
+    return key
+
+
+def park_tree_job(tx: Transaction, ws: UUID, event_id: UUID, error: str, attempts: int) -> None:
+    """Set a job that kept failing aside, with why: it is no longer carried on (an operator may move it back)."""
+    raw = tx.get(tree_key(ws, event_id))
+    if raw is None:
+        return  # finished (or parked) meanwhile
+    job = raw.decode(errors="replace")
+    tx.set(parked_tree_key(ws, event_id), orjson.dumps({"job": job, "error": error, "attempts": attempts}))
+    tx.clear(tree_key(ws, event_id))
 
 
 def _log_entry(tx: Transaction, ws: UUID, at: int, event_id: UUID) -> api.StoredFileChange | None:
