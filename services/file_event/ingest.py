@@ -232,7 +232,7 @@ class Ingestor:
 
     async def _commit(self, run: list[Incoming]) -> None:
         ctx = self.ctx
-        items = [(item.owner, item.change) for item in run]
+        items: list[recording.Item] = [(item.owner, item.change, item.msg.data) for item in run]
         now = datetime.now(UTC)
         ctx.stats.transactions += 1
         try:

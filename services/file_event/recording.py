@@ -42,7 +42,8 @@ def owner_of_subject(subject: str) -> Owner:
     return Owner(tenant, user, workspace)
 
 
-Item = tuple[Owner, api.FileChange]
+# A change, whose it is, and the body it came in (None when it was not received as JSON).
+Item = tuple[Owner, api.FileChange, bytes | None]
 
 
 @dataclass
@@ -65,17 +66,17 @@ class Decoded:
 
     def __init__(self, limit: int = 50_000) -> None:
         self.limit = limit
-        self._infos: dict[tuple[UUID, str], tuple[bytes, api.FileInfo]] = {}
+        self._infos: dict[tuple[UUID, str], tuple[bytes, metadata.Meta]] = {}
 
-    def decode(self, key: tuple[UUID, str], raw: bytes) -> api.FileInfo:
+    def decode(self, key: tuple[UUID, str], raw: bytes) -> metadata.Meta:
         known = self._infos.get(key)
         if known is not None and known[0] == raw:
             return known[1]
-        info = api.FileInfo.model_validate_json(raw)
+        info = metadata.Meta.decode(raw)
         self.keep(key, raw, info)
         return info
 
-    def keep(self, key: tuple[UUID, str], raw: bytes, info: api.FileInfo) -> None:
+    def keep(self, key: tuple[UUID, str], raw: bytes, info: metadata.Meta) -> None:
         if len(self._infos) >= self.limit:
             self._infos.clear()
         self._infos[key] = (raw, info)
@@ -94,13 +95,13 @@ def record(
     cache = decoded or Decoded(0)
     stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
     keys: dict[UUID, repo.WorkspaceKeys] = {}
-    for owner, _ in items:
+    for owner, _, _ in items:
         if owner.workspace_id not in keys:
             keys[owner.workspace_id] = repo.WorkspaceKeys(owner.workspace_id)
     # Every point read the batch needs, in one round (get_many): each event's marker, each path's metadata.
-    markers = [keys[owner.workspace_id].seen_key(change.event_id) for owner, change in items]
+    markers = [keys[owner.workspace_id].seen_key(change.event_id) for owner, change, _ in items]
     wanted: dict[tuple[UUID, str], bytes] = {}
-    for owner, change in items:
+    for owner, change, _ in items:
         space = keys[owner.workspace_id]
         for path in (change.path, change.old_path):
             if path is not None and (owner.workspace_id, path) not in wanted:
@@ -109,11 +110,11 @@ def record(
     stored_before = values[: len(markers)]
     prefetched = dict(zip(wanted, values[len(markers) :], strict=True))
     stored_now: set[tuple[UUID, UUID]] = set()
-    files: dict[tuple[UUID, str], api.FileInfo | None] = {}
+    files: dict[tuple[UUID, str], metadata.Meta | None] = {}
     touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
     recorded = Recorded()
 
-    def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
+    def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> metadata.Meta | None:
         key = (ws, path)
         if key not in files:
             if key in prefetched:
@@ -123,7 +124,7 @@ def record(
                 files[key] = repo.get_file(tx, space, path)
         return files[key]
 
-    def update(space: repo.WorkspaceKeys, ws: UUID, info: api.FileInfo) -> None:
+    def update(space: repo.WorkspaceKeys, ws: UUID, info: metadata.Meta) -> None:
         files[(ws, info.path)] = info
         touched[(ws, info.path)] = space
 
@@ -135,13 +136,13 @@ def record(
             cache.keep(key, repo.put_file(tx, space, info), info)
         touched.clear()
 
-    for index, (owner, change) in enumerate(items):
+    for index, (owner, change, body) in enumerate(items):
         ws = owner.workspace_id
         space = keys[ws]
         if stored_before[index] is not None or (ws, change.event_id) in stored_now:
             continue
         stored_now.add((ws, change.event_id))
-        repo.append(tx, space, change, stamp)
+        repo.append(tx, space, change, stamp, body)
         before = current(space, ws, change.old_path if change.old_path is not None else change.path)
         if change.kind == "moved":
             assert change.old_path is not None

@@ -13,9 +13,9 @@ from uuid import UUID
 import orjson
 import pytest
 
-from contracts import file_event as api
 from contracts.provisioning import workspace_id
 from services.file_event import repository as repo
+from services.file_event.metadata import Meta
 from tests.conftest import service_env, start_file_event
 from tests.file_event.conftest import FILE_EVENT_TEST_SETTINGS
 from tests.file_event.helpers import (
@@ -67,9 +67,7 @@ async def stored_files(system: Gateway, user: User, folder: str, count: int) -> 
 
         def write(tx: Any, start: int = start) -> None:
             for i in range(start, min(start + 500, count)):
-                info = api.FileInfo(
-                    path=f"{folder}/f{i:05}.txt", size=i, modified_at=BASE_TIME, last_actor="user", versions=1
-                )
+                info = Meta(f"{folder}/f{i:05}.txt", False, i, None, BASE_TIME, "user", 1, False)
                 repo.put_file(tx, keys, info)
 
         await store.run(write)
