@@ -137,7 +137,7 @@ def test_decoded_metadata_is_reused_only_for_the_same_bytes() -> None:
     from services.file_event.recording import Decoded
 
     decoded = Decoded(limit=2)
-    key = (uuid.uuid4(), "a")
+    key = (uuid.uuid4().int, "a")
     first = metadata.Meta("a", False, 1, None, T0, "user", 1, False)
     raw = first.encode()
     assert decoded.decode(key, raw) == first
