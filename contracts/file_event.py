@@ -8,6 +8,7 @@ NATS identity may publish on its own workspace's subject only), never from the b
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID, uuid4
@@ -30,8 +31,21 @@ Kind = Literal["created", "modified", "deleted", "moved"]
 KINDS: Final[tuple[Kind, ...]] = ("created", "modified", "deleted", "moved")
 
 
+# What a path in normal form never contains: an empty segment ("//", a leading or trailing "/"), a "." or
+# ".." segment, a NUL byte.
+_NOT_NORMAL = re.compile(r"//|^/|/$|(?:^|/)\.\.?(?:/|$)|\x00")
+
+
 def workspace_relative(value: str) -> str:
     """A workspace-relative POSIX path, normalised: no empty or "." segments, no trailing slash."""
+    # A path already in normal form is returned as it is, after one regex search: every event of the
+    # ingest passes here (the split and join below were 8 % of the file-event ingest's validation).
+    if value and len(value) <= PATH_MAX_BYTES // 4 and _NOT_NORMAL.search(value) is None:
+        return value
+    return _normalised(value)
+
+
+def _normalised(value: str) -> str:
     if len(value.encode()) > PATH_MAX_BYTES:
         raise ValueError(f"the path is longer than {PATH_MAX_BYTES} bytes")
     if "\x00" in value:

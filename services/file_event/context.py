@@ -22,6 +22,7 @@ class IngestStats:
     batches: int = 0
     transactions: int = 0
     failed_transactions: int = 0
+    tree_jobs_parked: int = 0
 
 
 @dataclass

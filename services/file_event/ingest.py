@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import UUID
 
 import nats
 import nats.errors
@@ -47,6 +49,15 @@ log = logging.getLogger(__name__)
 DURABLE = "file_event-ingest"
 # Per stored event beyond its JSON: four keys, the marker, the history entry, its share of metadata.
 _WRITE_OVERHEAD_BYTES = 400
+
+
+_TREE_RETRY_MAX_SECONDS = 60.0
+
+
+@dataclass
+class _TreeFailure:
+    attempts: int
+    retry_at: float  # monotonic
 
 
 @dataclass
@@ -105,6 +116,8 @@ class Ingestor:
         self._carrying = asyncio.Lock()
         self._decoded = recording.Decoded()
         self._trees_left = True  # jobs a crash may have left: carried on before the first fetch
+        self._tree_failures: dict[tuple[UUID, UUID], _TreeFailure] = {}
+        self._stop = asyncio.Event()  # the service's, once ``run`` has it
 
     @property
     def js(self) -> JetStreamContext:
@@ -113,6 +126,7 @@ class Ingestor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; a lost connection or a missing stream is retried, never fatal."""
+        self._stop = stop
         while True:
             try:
                 options = bus.identity_from(self.ctx.settings, api.SERVICE).connect_options()
@@ -162,6 +176,9 @@ class Ingestor:
                 fetching = asyncio.create_task(self._fetch(puller))
                 if msgs:
                     handling.add(asyncio.create_task(self.handle(msgs)))
+                elif self._trees_left and not self._carrying.locked():
+                    # Idle: jobs that failed a moment ago go on without waiting for the next batch.
+                    handling.add(asyncio.create_task(self.carry_trees()))
                 if len(handling) >= self.ctx.settings.ingest_concurrency:
                     done, handling = await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
@@ -215,7 +232,7 @@ class Ingestor:
 
     async def _commit(self, run: list[Incoming]) -> None:
         ctx = self.ctx
-        items = [(item.owner, item.change) for item in run]
+        items: list[recording.Item] = [(item.owner, item.change, item.msg.data) for item in run]
         now = datetime.now(UTC)
         ctx.stats.transactions += 1
         try:
@@ -241,26 +258,89 @@ class Ingestor:
 
     async def carry_trees(self) -> None:
         """Carry on the directory moves left unfinished, one bounded transaction at a time (after their
-        events were acknowledged: the jobs are in the store). A failure leaves them for the next batch."""
+        events were acknowledged: the jobs are in the store).
+
+        Every job gets its turn in key order: a job whose transaction fails waits (a pause doubling from
+        ``ingest_tree_retry_seconds``) while the jobs behind it go on, and after ``ingest_tree_max_attempts``
+        failures it is parked with its error (``("tree_parked", …)``, logged and counted) instead of being
+        tried forever. A store outage is nobody's job's fault: it ends the pass without counting. A stop
+        request ends it between two transactions; what is left is stored and goes on at the next start."""
         async with self._carrying:
             if not self._trees_left:
                 return
-            store = self.ctx.store
+            self._trees_left = False
+            after: tuple[UUID, UUID] | None = None
+            listed: set[tuple[UUID, UUID]] = set()
             try:
-                while jobs := await store.run(lambda tx: repo.tree_jobs(tx, 100)):
-                    for ws, event_id in jobs:
-                        while True:
-                            self.ctx.stats.transactions += 1
-                            # A fresh budget per attempt: the store may run the function again.
-                            if await store.run(
-                                lambda tx: trees.carry_on(tx, ws, event_id, self._tree_budget())  # noqa: B023
-                            ):
-                                break
-                self._trees_left = False
-            except Exception as error:
-                log.error(
-                    "carrying a directory's entries stopped (%s: %s); it goes on later", type(error).__name__, error
-                )
+                while not self._stop.is_set():
+                    jobs = await self.ctx.store.run(lambda tx: repo.tree_jobs(tx, 100, after))  # noqa: B023
+                    for job in jobs:
+                        if self._stop.is_set():
+                            break
+                        listed.add(job)
+                        await self._carry_job(job)
+                    if len(jobs) < 100:
+                        if not self._stop.is_set():  # a whole pass: forget failures of jobs gone meanwhile
+                            self._tree_failures = {j: f for j, f in self._tree_failures.items() if j in listed}
+                        break
+                    after = jobs[-1]
+            except Exception as error:  # the store is down, or listing the jobs failed: nobody's job's fault
+                log.error("carrying directories' entries paused (%s: %s)", type(error).__name__, error)
+                self._trees_left = True
+            if self._stop.is_set() or self._tree_failures:
+                self._trees_left = True  # unfinished: the next batch, an idle fetch or the next start goes on
+
+    async def _carry_job(self, job: tuple[UUID, UUID]) -> None:
+        """Carry one job to its end (or to a stop request); a failure is counted and the job paused."""
+        failure = self._tree_failures.get(job)
+        if failure is not None and time.monotonic() < failure.retry_at:
+            return
+        ws, event_id = job
+        try:
+            while not self._stop.is_set():
+                self.ctx.stats.transactions += 1
+                # A fresh budget per attempt: the store may run the function again.
+                if await self.ctx.store.run(lambda tx: trees.carry_on(tx, ws, event_id, self._tree_budget())):
+                    break
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            await self._tree_failed(job, f"{type(error).__name__}: {error}")
+            return
+        self._tree_failures.pop(job, None)
+
+    async def _tree_failed(self, job: tuple[UUID, UUID], error: str) -> None:
+        settings = self.ctx.settings
+        attempts = self._tree_failures[job].attempts + 1 if job in self._tree_failures else 1
+        if attempts < settings.ingest_tree_max_attempts:
+            pause = min(settings.ingest_tree_retry_seconds * 2 ** (attempts - 1), _TREE_RETRY_MAX_SECONDS)
+            self._tree_failures[job] = _TreeFailure(attempts, time.monotonic() + pause)
+            log.warning(
+                "carrying the entries of directory event %s (workspace %s) failed (%d of %d; %s); again in %.1f s",
+                job[1],
+                job[0],
+                attempts,
+                settings.ingest_tree_max_attempts,
+                error,
+                pause,
+            )
+            return
+        try:
+            await self.ctx.store.run(lambda tx: repo.park_tree_job(tx, *job, error[:2000], attempts))
+        except Exception as park_error:  # left as it is: tried again after the longest pause
+            log.error("tree job %s of workspace %s could not be parked (%s)", job[1], job[0], park_error)
+            self._tree_failures[job] = _TreeFailure(attempts - 1, time.monotonic() + _TREE_RETRY_MAX_SECONDS)
+            return
+        self._tree_failures.pop(job, None)
+        self.ctx.stats.tree_jobs_parked += 1
+        log.error(
+            "carrying the entries of directory event %s (workspace %s) failed %d times (%s); its job is parked "
+            'under ("file_event", "tree_parked") and no longer carried on',
+            job[1],
+            job[0],
+            attempts,
+            error,
+        )
 
     async def _one_by_one(self, run: list[Incoming]) -> None:
         for item in run:

@@ -42,7 +42,8 @@ def owner_of_subject(subject: str) -> Owner:
     return Owner(tenant, user, workspace)
 
 
-Item = tuple[Owner, api.FileChange]
+# A change, whose it is, and the body it came in (None when it was not received as JSON).
+Item = tuple[Owner, api.FileChange, bytes | None]
 
 
 @dataclass
@@ -65,17 +66,17 @@ class Decoded:
 
     def __init__(self, limit: int = 50_000) -> None:
         self.limit = limit
-        self._infos: dict[tuple[UUID, str], tuple[bytes, api.FileInfo]] = {}
+        self._infos: dict[tuple[int, str], tuple[bytes, metadata.Meta]] = {}
 
-    def decode(self, key: tuple[UUID, str], raw: bytes) -> api.FileInfo:
+    def decode(self, key: tuple[int, str], raw: bytes) -> metadata.Meta:
         known = self._infos.get(key)
         if known is not None and known[0] == raw:
             return known[1]
-        info = api.FileInfo.model_validate_json(raw)
+        info = metadata.Meta.decode(raw)
         self.keep(key, raw, info)
         return info
 
-    def keep(self, key: tuple[UUID, str], raw: bytes, info: api.FileInfo) -> None:
+    def keep(self, key: tuple[int, str], raw: bytes, info: metadata.Meta) -> None:
         if len(self._infos) >= self.limit:
             self._infos.clear()
         self._infos[key] = (raw, info)
@@ -93,27 +94,36 @@ def record(
     budget = tree_budget or trees.Budget(entries=1000, bytes=1_000_000)
     cache = decoded or Decoded(0)
     stamp = orjson.dumps(recorded_at, option=orjson.OPT_UTC_Z)
+    # Per-path maps are keyed by (the workspace id's int, path): a UUID hashes in Python code, an int
+    # and a str in C (hashing UUIDs and owners was 3 % of the ingest under load, the profile).
     keys: dict[UUID, repo.WorkspaceKeys] = {}
-    for owner, _ in items:
-        if owner.workspace_id not in keys:
-            keys[owner.workspace_id] = repo.WorkspaceKeys(owner.workspace_id)
+    spaces: list[repo.WorkspaceKeys] = []  # each item's; a batch is mostly one owner after another
+    last: Owner | None = None
+    space = None
+    for owner, _, _ in items:
+        if owner is not last:
+            last, space = owner, keys.get(owner.workspace_id)
+            if space is None:
+                space = keys[owner.workspace_id] = repo.WorkspaceKeys(owner.workspace_id)
+        assert space is not None
+        spaces.append(space)
     # Every point read the batch needs, in one round (get_many): each event's marker, each path's metadata.
-    markers = [keys[owner.workspace_id].seen_key(change.event_id) for owner, change in items]
-    wanted: dict[tuple[UUID, str], bytes] = {}
-    for owner, change in items:
-        space = keys[owner.workspace_id]
+    markers = [space.seen_key(change.event_id) for space, (_, change, _) in zip(spaces, items, strict=True)]
+    wanted: dict[tuple[int, str], bytes] = {}
+    for space, (owner, change, _) in zip(spaces, items, strict=True):
+        ws = owner.workspace_id.int
         for path in (change.path, change.old_path):
-            if path is not None and (owner.workspace_id, path) not in wanted:
-                wanted[(owner.workspace_id, path)] = space.file_key(path)
+            if path is not None and (ws, path) not in wanted:
+                wanted[(ws, path)] = space.file_key(path)
     values = tx.get_many([*markers, *wanted.values()])
     stored_before = values[: len(markers)]
     prefetched = dict(zip(wanted, values[len(markers) :], strict=True))
-    stored_now: set[tuple[UUID, UUID]] = set()
-    files: dict[tuple[UUID, str], api.FileInfo | None] = {}
-    touched: dict[tuple[UUID, str], repo.WorkspaceKeys] = {}
+    stored_now: set[bytes] = set()  # markers written by this batch
+    files: dict[tuple[int, str], metadata.Meta | None] = {}
+    touched: dict[tuple[int, str], repo.WorkspaceKeys] = {}
     recorded = Recorded()
 
-    def current(space: repo.WorkspaceKeys, ws: UUID, path: str) -> api.FileInfo | None:
+    def current(space: repo.WorkspaceKeys, ws: int, path: str) -> metadata.Meta | None:
         key = (ws, path)
         if key not in files:
             if key in prefetched:
@@ -123,7 +133,7 @@ def record(
                 files[key] = repo.get_file(tx, space, path)
         return files[key]
 
-    def update(space: repo.WorkspaceKeys, ws: UUID, info: api.FileInfo) -> None:
+    def update(space: repo.WorkspaceKeys, ws: int, info: metadata.Meta) -> None:
         files[(ws, info.path)] = info
         touched[(ws, info.path)] = space
 
@@ -135,13 +145,14 @@ def record(
             cache.keep(key, repo.put_file(tx, space, info), info)
         touched.clear()
 
-    for index, (owner, change) in enumerate(items):
-        ws = owner.workspace_id
-        space = keys[ws]
-        if stored_before[index] is not None or (ws, change.event_id) in stored_now:
+    last, changes = None, []
+    for index, (owner, change, body) in enumerate(items):
+        marker = markers[index]
+        if stored_before[index] is not None or marker in stored_now:
             continue
-        stored_now.add((ws, change.event_id))
-        repo.append(tx, space, change, stamp)
+        stored_now.add(marker)
+        space, ws = spaces[index], owner.workspace_id.int
+        repo.append(tx, space, change, stamp, body)
         before = current(space, ws, change.old_path if change.old_path is not None else change.path)
         if change.kind == "moved":
             assert change.old_path is not None
@@ -150,7 +161,9 @@ def record(
                 update(space, ws, metadata.moved_from(before, change))
         else:
             update(space, ws, metadata.changed(before, change))
-        recorded.changes.setdefault(owner, []).append(change)
+        if owner is not last:
+            last, changes = owner, recorded.changes.setdefault(owner, [])
+        changes.append(change)
         job = trees.of_change(change, before)
         if job is not None:
             flush()  # the scan below reads the store: it must see this batch's changes under the folder
@@ -163,8 +176,8 @@ def record(
                 lambda info: update(space, ws, info),  # noqa: B023
             )
             if not done:
-                repo.put_tree_job(tx, ws, change.event_id, job.model_dump_json().encode())
-                recorded.trees.append((ws, change.event_id))
+                repo.put_tree_job(tx, owner.workspace_id, change.event_id, job.model_dump_json().encode())
+                recorded.trees.append((owner.workspace_id, change.event_id))
     flush()
     return recorded
 

@@ -44,6 +44,15 @@ class FileEventSettings(CommonSettings):
         le=4_000_000,
         description="About how many bytes of writes one transaction spends carrying a directory's entries.",
     )
+    ingest_tree_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed attempts at carrying one directory's entries on (with a growing pause between them) "
+        "before its job is parked with the error: a job that keeps failing must not hold up the others.",
+    )
+    ingest_tree_retry_seconds: float = Field(
+        default=1.0, gt=0, description="The pause after a tree job's first failure; it doubles with each one after."
+    )
     ingest_max_deliver: int = Field(
         default=10, ge=2, description="Deliveries of a message that keeps failing before it is dead-lettered."
     )

@@ -53,7 +53,7 @@ class Budget:
         return self.entries <= 0 or self.bytes <= 0
 
 
-def of_change(change: api.FileChange, before: api.FileInfo | None) -> TreeJob | None:
+def of_change(change: api.FileChange, before: metadata.Meta | None) -> TreeJob | None:
     """The tree job a change starts, if it moves or deletes a directory (a move is scanned whatever its
     ``is_dir`` says: a client may not say; a file has nothing below it)."""
     if change.kind == "moved":
@@ -78,8 +78,8 @@ def of_change(change: api.FileChange, before: api.FileInfo | None) -> TreeJob | 
     return None
 
 
-Get = Callable[[str], api.FileInfo | None]
-Put = Callable[[api.FileInfo], object]
+Get = Callable[[str], metadata.Meta | None]
+Put = Callable[[metadata.Meta], object]
 
 
 def carry(tx: Transaction, keys: repo.WorkspaceKeys, job: TreeJob, budget: Budget, get: Get, put: Put) -> bool:

@@ -126,7 +126,9 @@ class _Commit:
 
 
 def _query(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[bytes, ...]]:
-    return [tuple(bytes(col) for col in row) for row in conn.execute(sql, params)]
+    # apsw gives a BLOB column as bytes and a row as a tuple already: no copy per column (copying them
+    # was 6 % of the file-event ingest's time, whose batches read 2,000 keys and check them at commit).
+    return list(conn.execute(sql, params))
 
 
 class EmbeddedTransaction:
@@ -651,18 +653,20 @@ def _apply(conn: apsw.Connection, commit: _Commit) -> None:
         conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (begin, end))
     # Each key is written once (the last write won in the buffer), so the order between keys does not
     # matter: sets and clears go to SQLite in one executemany each (its C loop, not one call per key).
-    sets: list[tuple[bytes, bytes]] = []
-    clears: list[tuple[bytes]] = []
-    for key, write in commit.writes.items():
-        if write is None:
-            clears.append((key,))
-        elif isinstance(write, _Add):
-            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            sets.append((key, encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)))
-        else:
-            sets.append((key, write))
-    if clears:
-        conn.executemany("DELETE FROM kv WHERE key = ?", clears)
+    # The plain values are picked in one comprehension (a bulk write is all of them: the file-event ingest
+    # commits 4,000 a batch); clears and counters take a second pass only if there are any.
+    writes = commit.writes
+    sets: list[tuple[bytes, bytes]] = [(key, value) for key, value in writes.items() if type(value) is bytes]
+    if len(sets) < len(writes):
+        clears: list[tuple[bytes]] = []
+        for key, write in writes.items():
+            if write is None:
+                clears.append((key,))
+            elif isinstance(write, _Add):
+                row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+                sets.append((key, encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)))
+        if clears:
+            conn.executemany("DELETE FROM kv WHERE key = ?", clears)
     if sets:
         conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", sets)
 

@@ -181,6 +181,12 @@ async def test_a_directory_move_left_half_carried_is_finished_later(system: Gate
     assert any(not f["deleted"] for path, f in files.items() if path.startswith("a/dir/"))  # half carried
     await send(system, user, [change("elsewhere.txt", "created", second=4)])
     await consumed(system, len(before) + 2)
+
+    async def carried() -> bool:  # after the failed job's pause (ingest_tree_retry_seconds)
+        files = await files_of(system, user)
+        return not any(not f["deleted"] for path, f in files.items() if path.startswith("a/dir/"))
+
+    await wait_for(carried, what="the half-carried move finished")
     files = await files_of(system, user)
     del files["elsewhere.txt"]
     assert_carried(files, count)

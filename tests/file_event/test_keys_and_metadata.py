@@ -3,6 +3,7 @@ as a change says, and a fetched batch splits under the transaction size bound.""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_a_spent_budget_leaves_a_job_only_where_something_is_left_below(tmp_path
 
     store = EmbeddedStore(tmp_path / "files.sqlite3")
     keys = repo.WorkspaceKeys(uuid.uuid4())
-    info = api.FileInfo(path="d/x", modified_at=T0, last_actor="user", versions=1)
+    info = metadata.Meta("d/x", False, None, None, T0, "user", 1, False)
     store.run_sync(lambda tx: repo.put_file(tx, keys, info))
 
     def carried(old: str) -> bool:
@@ -136,10 +137,73 @@ def test_decoded_metadata_is_reused_only_for_the_same_bytes() -> None:
     from services.file_event.recording import Decoded
 
     decoded = Decoded(limit=2)
-    key = (uuid.uuid4(), "a")
-    first = api.FileInfo(path="a", size=1, modified_at=T0, last_actor="user", versions=1)
-    raw = first.model_dump_json().encode()
+    key = (uuid.uuid4().int, "a")
+    first = metadata.Meta("a", False, 1, None, T0, "user", 1, False)
+    raw = first.encode()
     assert decoded.decode(key, raw) == first
     assert decoded.decode(key, raw) is decoded.decode(key, raw)  # parsed once
-    changed = first.model_copy(update={"size": 2, "versions": 2})  # another replica wrote it meanwhile
-    assert decoded.decode(key, changed.model_dump_json().encode()).size == 2
+    changed = dataclasses.replace(first, size=2, versions=2)  # another replica wrote it meanwhile
+    assert decoded.decode(key, changed.encode()).size == 2
+
+
+def test_stored_metadata_is_the_contracts_file_info() -> None:
+    """The ingest writes ``Meta``'s JSON; the queries read it as ``FileInfo``: the same fields and values,
+    and ``Meta`` reads what ``FileInfo`` wrote before (its None fields left out)."""
+    full = metadata.Meta("src/a.py", False, 12, "d" * 64, T0 + timedelta(microseconds=5), "cursor", 3, False)
+    info = api.FileInfo.model_validate_json(full.encode())
+    assert info.model_dump() == dataclasses.asdict(full)
+    sparse = api.FileInfo(path="d", is_dir=True, modified_at=T0, last_actor="user", versions=1, deleted=True)
+    read = metadata.Meta.decode(sparse.model_dump_json(exclude_none=True).encode())
+    assert dataclasses.asdict(read) == sparse.model_dump()
+    assert read.modified_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "a",
+        "src/a.py",
+        "a/b/c",
+        ".hidden",
+        "a/.x",
+        "..a",
+        "a..",
+        "a/..b/c",
+        "a/b..",
+        "...",
+        "a/.../b",
+        ".",
+        "..",
+        "./a",
+        "a/.",
+        "a/./b",
+        "a/..",
+        "../a",
+        "a/../b",
+        "/a",
+        "a/",
+        "a//b",
+        "//",
+        "/",
+        "",
+        "a\x00b",
+        "é/ü.py",
+        "x" * 1024,
+        "x" * 1025,
+        "é" * 2048,
+        "é" * 2049,
+        "a/" + "x" * 4094,
+    ],
+)
+def test_the_paths_fast_check_agrees_with_the_full_normalisation(path: str) -> None:
+    from contracts.file_event import _normalised, workspace_relative
+
+    try:
+        expected: str | None = _normalised(path)
+    except ValueError:
+        expected = None
+    try:
+        got: str | None = workspace_relative(path)
+    except ValueError:
+        got = None
+    assert got == expected

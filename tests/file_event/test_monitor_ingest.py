@@ -144,6 +144,29 @@ async def test_a_batch_retried_after_an_unknown_commit_result_is_not_duplicated(
     assert all(f["versions"] == 1 for f in body["data"]["items"])
 
 
+async def test_the_log_keeps_the_change_as_validated_whatever_the_body_carried_besides(system: Gateway) -> None:
+    """The log stores the body as received when that is safe: a field the contract does not know, a path
+    not in normal form, or a "recorded_at" of the sender's change nothing read back; a body leaving the
+    event id or time to their defaults is stored as validated (the defaults are made once)."""
+    user = await new_user(system)
+    odd = change("./odd//one.txt", second=1) | {"recorded_at": "2000-01-01T00:00:00Z", "unknown": [1, 2]}
+    untimed = change("untimed.txt")
+    del untimed["occurred_at"]
+    nc = await connect(system)
+    try:
+        await publish(nc, subject_of(user), [odd, untimed])
+    finally:
+        await nc.close()
+    await consumed(system, 2)
+    first = {e["event_id"]: e for e in await all_events(system, user)}
+    again = {e["event_id"]: e for e in await all_events(system, user)}
+    assert first == again  # nothing made up anew on each read
+    stored = first[odd["event_id"]]
+    assert stored["path"] == "odd/one.txt" and "unknown" not in stored
+    assert stored["recorded_at"] > "2026"  # the service's, not the sender's
+    assert first[untimed["event_id"]]["occurred_at"] > "2026"  # the service's time of receipt, kept
+
+
 async def test_poison_messages_are_dead_lettered_and_the_rest_stored(system: Gateway) -> None:
     user = await new_user(system)
     good = [change(f"ok{i}.txt", second=i) for i in range(5)]
@@ -182,7 +205,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliver(s
     real_record = recording.record
 
     def record(tx, items, recorded_at, *args):  # type: ignore[no-untyped-def]
-        if any(str(c.event_id) == poisoned["event_id"] for _, c in items):
+        if any(str(c.event_id) == poisoned["event_id"] for _, c, _ in items):
             raise RuntimeError("a bug this event triggers")
         return real_record(tx, items, recorded_at, *args)
 
