@@ -9,8 +9,9 @@ The monitor writes its pid beside the lock: deprovisioning stops whichever proce
 
 A warm spare (``monitor_spare``): one monitor process is kept started, its imports done, waiting on its
 stdin (services/monitor/spare.py); a workspace's monitor is that spare, handed the workspace's variables
-through the pipe, and another spare is started on the next check. Starting Python with the monitor's
-imports was most of the time from a registration to its workspace being ready.
+through the pipe, and another spare is started at once (and on any check that finds none alive).
+Starting Python with the monitor's imports was most of the time from a registration to its workspace
+being ready (bench/ready_path.py).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class MonitorSupervisor:
             child = MonitorChild(workspace_id, state_dir, env)
             self.children[workspace_id] = child
             child.start(self.take_spare())
+            self.keep_spare()  # at once: workspaces requested back to back find it further along
         return child
 
     async def wait_watching(self, workspace_id: UUID, timeout: float) -> bool:
@@ -180,6 +182,7 @@ class MonitorSupervisor:
             elif child.restart_at is not None and now >= child.restart_at:
                 child.restarts += 1
                 child.start(self.take_spare())
+                self.keep_spare()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
