@@ -14,7 +14,9 @@ import sys
 from collections.abc import Mapping
 from typing import Final
 
-SPARE_VARIABLE: Final = "CODITECT_MONITOR_SPARE"  # "1": wait for a workspace on stdin
+# "1": wait for a workspace on stdin. Not CODITECT_MONITOR_SPARE: that is provisioning's setting (spares on or
+# off), which every monitor inherits from the service's environment.
+SPARE_VARIABLE: Final = "CODITECT_MONITOR_AWAIT_WORKSPACE"
 
 
 def is_spare(environ: Mapping[str, str]) -> bool:

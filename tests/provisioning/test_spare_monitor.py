@@ -10,10 +10,14 @@ import signal
 import subprocess
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
+
+import pytest
 
 from contracts import subjects
-from services.provisioning.backends.monitors import pid_file
+from services.provisioning.backends.monitors import MonitorChild, pid_file
+from services.provisioning.monitor_env import monitor_environment
+from services.provisioning.settings import ProvisioningSettings
 from tests.provisioning.helpers import wait_file_events, wait_status
 from tests.session.helpers import new_user
 from tests.support import Gateway, NatsServer
@@ -88,3 +92,36 @@ async def test_a_dead_spare_is_replaced_and_a_removed_workspace_stops_its_handed
     backend.monitors.children.pop(workspace_id)
     await backend.monitors.stop(workspace_id, state_dir)
     assert second.wait(10) is not None, "the handed-over monitor was stopped through its pid file"
+
+
+async def test_a_monitor_started_afresh_never_waits_for_a_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a spare waits on its stdin: a monitor started with its workspace (no spare alive) watches at
+    once, whatever the service's own environment says about spares (``CODITECT_MONITOR_SPARE=1`` is the
+    service's setting that turns spares on)."""
+    monkeypatch.setenv("CODITECT_MONITOR_SPARE", "1")
+    monkeypatch.setenv("CODITECT_MONITOR_AWAIT_WORKSPACE", "1")  # and what marks a spare, leaked to the service
+    root, state = tmp_path / "tree", tmp_path / "state"
+    root.mkdir()
+    env = monitor_environment(
+        ProvisioningSettings(nats_url="nats://127.0.0.1:9"),  # no bus: it buffers on disk and still watches
+        tenant_id=uuid4(),
+        user_id=uuid4(),
+        workspace_id=uuid4(),
+        root=root,
+        state_dir=state,
+    )
+    child = MonitorChild(uuid4(), state, env)
+    child.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not child.watching():
+            assert child.process is not None and child.process.poll() is None, "the monitor exited"
+            assert asyncio.get_running_loop().time() < deadline, "the monitor did not start watching"
+            await asyncio.sleep(0.05)
+    finally:
+        assert child.process is not None
+        child.process.terminate()
+        child.process.wait(10)
+        child.close_log()

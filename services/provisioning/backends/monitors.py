@@ -37,15 +37,16 @@ LOCKED_RETRY_SECONDS = 2.0
 HEALTHY_AFTER_SECONDS = 30.0
 CHECK_INTERVAL_SECONDS = 0.2
 STOP_TIMEOUT_SECONDS = 5.0
-SPARE_VARIABLE = "CODITECT_MONITOR_SPARE"  # services.monitor.spare: wait on stdin for a workspace
+SPARE_VARIABLE = "CODITECT_MONITOR_AWAIT_WORKSPACE"  # services.monitor.spare: wait on stdin for a workspace
 
 
 def _spawn(env: dict[str, str], output: IO[bytes], *, spare: bool) -> subprocess.Popen[bytes]:
     """``python -m services.monitor``; a spare reads its workspace from the pipe on its stdin."""
     # Started from the event loop's thread: PR_SET_PDEATHSIG follows the thread that forked the child.
+    inherited = {name: value for name, value in os.environ.items() if name != SPARE_VARIABLE}  # spares: ours only
     return subprocess.Popen(
         [sys.executable, "-m", "services.monitor"],
-        env={**os.environ, **env, "CODITECT_MONITOR_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"},
+        env={**inherited, **env, "CODITECT_MONITOR_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"},
         stdin=subprocess.PIPE if spare else subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,
