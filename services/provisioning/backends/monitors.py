@@ -38,12 +38,24 @@ HEALTHY_AFTER_SECONDS = 30.0
 CHECK_INTERVAL_SECONDS = 0.2
 STOP_TIMEOUT_SECONDS = 5.0
 SPARE_VARIABLE = "CODITECT_MONITOR_AWAIT_WORKSPACE"  # services.monitor.spare: wait on stdin for a workspace
+# What a monitor must not take from this service's environment: the service's own bus identity and the
+# monitor issuer's key (a monitor's identity comes from ``monitor_env`` only), and the spare marker
+# (only the spares this supervisor starts wait for a workspace).
+NOT_INHERITED = frozenset(
+    {
+        "CODITECT_NATS_SEED_FILE",
+        "CODITECT_NATS_USER",
+        "CODITECT_NATS_PASSWORD",
+        "CODITECT_MONITOR_ISSUER_SEED_FILE",
+        SPARE_VARIABLE,
+    }
+)
 
 
 def _spawn(env: dict[str, str], output: IO[bytes], *, spare: bool) -> subprocess.Popen[bytes]:
     """``python -m services.monitor``; a spare reads its workspace from the pipe on its stdin."""
     # Started from the event loop's thread: PR_SET_PDEATHSIG follows the thread that forked the child.
-    inherited = {name: value for name, value in os.environ.items() if name != SPARE_VARIABLE}  # spares: ours only
+    inherited = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
     return subprocess.Popen(
         [sys.executable, "-m", "services.monitor"],
         env={**inherited, **env, "CODITECT_MONITOR_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"},
@@ -214,7 +226,11 @@ class MonitorSupervisor:
         spare = self.take_spare()
         if spare is not None:
             spare.terminate()
-            spare.wait(STOP_TIMEOUT_SECONDS)
+            try:
+                spare.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                spare.kill()
+                spare.wait()
         if self._spare_output is not None:
             self._spare_output.close()
             self._spare_output = None
