@@ -8,61 +8,31 @@ NATS identity may publish on its own workspace's subject only), never from the b
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 from uuid import UUID, uuid4
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
+from contracts.file_rules import (
+    ACTOR_MAX,
+    PATH_MAX_BYTES,
+    SHA256_PATTERN,
+    Kind,
+    as_utc,
+    check_moved_names_its_origin,
+    workspace_relative,
+)
+from contracts.file_rules import KINDS as KINDS  # re-exported: the contract's names stay importable here
 from contracts.identity import BusRequest
 from contracts.subjects import dead_letter_subject, rpc
 
 SERVICE: Final = "file_event"
 
-PATH_MAX_BYTES: Final = 4096
-ACTOR_MAX: Final = 200
 BATCH_MAX: Final = 1000
 
 # Event type of the live and audit feed (published on ``evt.file.changed``).
 FILE_CHANGED: Final = "file.changed"
-
-Kind = Literal["created", "modified", "deleted", "moved"]
-KINDS: Final[tuple[Kind, ...]] = ("created", "modified", "deleted", "moved")
-
-
-# What a path in normal form never contains: an empty segment ("//", a leading or trailing "/"), a "." or
-# ".." segment, a NUL byte.
-_NOT_NORMAL = re.compile(r"//|^/|/$|(?:^|/)\.\.?(?:/|$)|\x00")
-
-
-def workspace_relative(value: str) -> str:
-    """A workspace-relative POSIX path, normalised: no empty or "." segments, no trailing slash."""
-    # A path already in normal form is returned as it is, after one regex search: every event of the
-    # ingest passes here (the split and join below were 8 % of the file-event ingest's validation).
-    if value and len(value) <= PATH_MAX_BYTES // 4 and _NOT_NORMAL.search(value) is None:
-        return value
-    return _normalised(value)
-
-
-def _normalised(value: str) -> str:
-    if len(value.encode()) > PATH_MAX_BYTES:
-        raise ValueError(f"the path is longer than {PATH_MAX_BYTES} bytes")
-    if "\x00" in value:
-        raise ValueError("the path contains a NUL byte")
-    if value.startswith("/"):
-        raise ValueError("the path must be relative to the workspace, not absolute")
-    segments = [segment for segment in value.split("/") if segment not in ("", ".")]
-    if ".." in segments:
-        raise ValueError("the path must not contain '..' segments")
-    if not segments:
-        raise ValueError("the path names no file or folder")
-    return "/".join(segments)
-
-
-def as_utc(value: datetime) -> datetime:
-    """A time without a zone is taken as UTC, so every stored time compares with every other."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 WorkspaceRelativePath = Annotated[
@@ -94,7 +64,7 @@ class FileChange(BaseModel):
     old_path: WorkspaceRelativePath | None = Field(default=None, description="Required for moved.")
     is_dir: bool = False
     size: Annotated[int, Field(ge=0)] | None = None
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_PATTERN)] | None = None
     actor: Annotated[str, StringConstraints(min_length=1, max_length=ACTOR_MAX)] = Field(
         default="user", description="user, or the name of the AI agent or tool that made the change."
     )
@@ -105,10 +75,7 @@ class FileChange(BaseModel):
 
     @model_validator(mode="after")
     def _moved_names_its_origin(self) -> FileChange:
-        if self.kind == "moved" and self.old_path is None:
-            raise ValueError("a moved event needs old_path")
-        if self.kind != "moved" and self.old_path is not None:
-            raise ValueError("old_path belongs to moved events only")
+        check_moved_names_its_origin(self.kind, self.old_path)
         return self
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Final, Literal
 from uuid import UUID
@@ -10,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from contracts.identity import BusRequest
+from contracts.ids import workspace_id as workspace_id  # derived ids live where a monitor can import them
 from contracts.subjects import event, rpc
 
 SERVICE: Final = "provisioning"
@@ -19,15 +19,6 @@ WORKSPACE_REQUESTED: Final = "workspace.requested"
 WORKSPACE_PROVISIONED: Final = "workspace.provisioned"
 WORKSPACE_FAILED: Final = "workspace.failed"
 WORKSPACE_DEPROVISIONED: Final = "workspace.deprovisioned"
-
-_WORKSPACE_NAMESPACE: Final = UUID("5b0c1f0e-6f0a-4c41-9a55-9a6f1d7c0b11")
-
-
-def workspace_id(tenant_id: UUID, user_id: UUID) -> UUID:
-    """The id of a user's (single) workspace: derived, so the gateway and the file-event service know a
-    caller's workspace without asking provisioning, and a reprovision keeps the same id and subject."""
-    return uuid.uuid5(_WORKSPACE_NAMESPACE, f"{tenant_id}:{user_id}")
-
 
 # Requests and replies (``rpc.provisioning.<operation>``).
 GET: Final = rpc(SERVICE, "get")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -15,11 +16,19 @@ if "aiohttp" not in sys.modules:
 
 from services.monitor.app import EXIT_LOCKED, Monitor, die_with_parent, lock_workspace
 from services.monitor.settings import MonitorSettings
+from services.monitor.spare import is_spare, wait_for_workspace
 from shared.logs import setup_logging
 
 
 def main() -> None:
-    settings = MonitorSettings.from_environment()  # tenant and user come from the environment
+    environ: dict[str, str] | None = None  # os.environ, unless this process started as a spare
+    if is_spare(os.environ):
+        parent = os.environ.get("CODITECT_MONITOR_PARENT_PID")
+        die_with_parent(int(parent) if parent else None)
+        environ = wait_for_workspace()
+        if environ is None:
+            return
+    settings = MonitorSettings.from_environment(environ)  # tenant and user come from the environment
     die_with_parent(settings.monitor_parent_pid)
     setup_logging("monitor", settings.log_level)
     lock = lock_workspace(settings.state_dir())

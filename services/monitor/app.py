@@ -15,15 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-import pydantic_core
-from pydantic import ValidationError
-
-from contracts.file_event import FileChange
 from contracts.subjects import file_subject
 from services.monitor import manifest
 from services.monitor.buffer import DiskBuffer, Seen
 from services.monitor.coalesce import Change, Coalescer
 from services.monitor.describe import digest_of
+from services.monitor.encode import InvalidChange, encode_change
 from services.monitor.heap import TRIM_AFTER, release_free_memory
 from services.monitor.ignore import IgnoreRules
 from services.monitor.publisher import Publisher
@@ -82,7 +79,7 @@ class Monitor:
         self.since_trim = 0  # changes reported since the heap was last given back
 
     def to_rows(self, changes: list[Change]) -> tuple[list[tuple[str, bytes]], list[Seen]]:
-        """FileChange JSON per change, described from the disk as it is now (off the event loop), and
+        """FileChange JSON (``encode``) per change, described from the disk as it is now (off the event loop), and
         what the manifest records of each."""
         rows = []
         seen: list[Seen] = []
@@ -101,7 +98,7 @@ class Monitor:
                         size, sha256 = digest_of(self.root / change.path, info, self.settings.monitor_hash_max_bytes)
                         entry = manifest.Entry(change.path, False, info.st_size, info.st_mtime_ns, sha256)
             try:
-                message = FileChange(
+                row = encode_change(
                     path=change.path,
                     kind=change.kind,
                     old_path=change.old_path,
@@ -111,11 +108,11 @@ class Monitor:
                     actor=self.settings.monitor_actor,
                     occurred_at=change.occurred_at,
                 )
-            except ValidationError as error:
+            except InvalidChange as error:  # what the contract refuses (a name not UTF-8, a path too long)
                 self.skipped += 1
-                log.warning("a change of %r cannot be reported (%s)", change.path, error.errors()[0]["msg"])
+                log.warning("a change of %r cannot be reported (%s)", change.path, error)
                 continue
-            rows.append((str(message.event_id), pydantic_core.to_json(message)))
+            rows.append(row)
             seen.append((change.kind, change.path, change.old_path, entry))
         return rows, seen
 

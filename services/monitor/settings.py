@@ -1,21 +1,22 @@
 """Monitor settings from the environment (``CODITECT_*``; on Kubernetes also the pod's ``TENANT_ID``/``USER_ID``).
 
 Read as pydantic-settings would (``CODITECT_`` + the field's name in any case, list fields as JSON), but
-by a plain model: pydantic-settings and its sources (cloud vaults, dotenv, CLI) are about 2 MB of the
-monitor's resident memory, which runs once per workspace with a budget of 60 MB."""
+by a plain dataclass: the monitor runs once per workspace with a budget of 60 MB resident, and pydantic
+with its models is about 12 MB of that and 0.7 s of its start-up (the monitor imports no pydantic at all:
+tests/provisioning/test_monitor_encoding.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
-from contracts import provisioning
+from contracts.ids import workspace_id
 
 PREFIX: Final = "CODITECT_"
 # Fields read from other variables too (a workspace pod's own), in the order they are tried.
@@ -24,40 +25,113 @@ ALIASES: Final = {
     "user_id": ("CODITECT_USER_ID", "USER_ID"),
     "workspace_id": ("CODITECT_WORKSPACE_ID", "WORKSPACE_ID"),
 }
-JSON_FIELDS: Final = frozenset({"monitor_ignore"})
 
 
-class MonitorSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class SettingsError(ValueError):
+    """The environment does not make valid monitor settings (the message names every bad variable)."""
+
+
+class Secret:
+    """A value kept out of reprs and logs (pydantic's SecretStr, in the few lines the monitor needs)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _string_list(text: str) -> list[str]:
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("expected a JSON list of strings")
+    return value
+
+
+# How each field is read from its variable's text (str when not named here), and its lower bound.
+_READ: Final[dict[str, Callable[[str], Any]]] = {
+    "nats_password": Secret,
+    "nats_seed_file": Path,
+    "tenant_id": UUID,
+    "user_id": UUID,
+    "workspace_id": UUID,
+    "workspace_root": Path,
+    "monitor_state_dir": Path,
+    "monitor_ignore": _string_list,
+    "monitor_quiet_seconds": float,
+    "monitor_hold_max_seconds": float,
+    "monitor_hash_max_bytes": int,
+    "monitor_max_in_flight": int,
+    "monitor_publish_timeout_seconds": float,
+    "monitor_buffer_max_events": int,
+    "monitor_parent_pid": int,
+}
+_ABOVE_ZERO: Final = frozenset({"monitor_quiet_seconds", "monitor_hold_max_seconds", "monitor_publish_timeout_seconds"})
+_AT_LEAST: Final = {"monitor_hash_max_bytes": 0, "monitor_max_in_flight": 1, "monitor_buffer_max_events": 1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorSettings:
+    tenant_id: UUID
+    user_id: UUID
+    # The workspace's id; default: derived from tenant and user (contracts.ids.workspace_id).
+    workspace_id: UUID | None = None
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None  # NATS identity of this workspace's monitor (an open developer bus)
+    nats_password: Secret | None = None
+    nats_seed_file: Path | None = None  # the nkey seed of this workspace's own bus identity (from provisioning)
+    nats_identity: str | None = None  # that identity's name (in the server's logs)
+    nats_inbox_prefix: str | None = None  # where replies and publish acks reach it (the only inbox it may read)
+    workspace_root: Path = Path("/workspace")  # the tree watched, recursively
+    monitor_state_dir: Path | None = None  # lock, pid, disk buffer; default <root>/../.coditect-monitor-<workspace>
+    monitor_actor: str = "user"  # who makes the changes: user, or an AI agent's name
+    monitor_ignore: list[str] = field(default_factory=list)  # extra fnmatch patterns (JSON list)
+    monitor_quiet_seconds: float = 0.05  # a path's changes are one event once it has been quiet this long
+    monitor_hold_max_seconds: float = 1.0  # a path written without pause still yields an event this often
+    monitor_hash_max_bytes: int = 16 * 1024 * 1024  # files larger get no sha256
+    monitor_max_in_flight: int = 256  # unacknowledged publishes at once
+    monitor_publish_timeout_seconds: float = 5.0
+    monitor_buffer_max_events: int = 200_000  # changes kept on disk while the bus is away; past it the oldest go
+    monitor_parent_pid: int | None = None  # set by the local supervisor: the monitor ends when that process does
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        bad = [f"{name} must be greater than 0" for name in _ABOVE_ZERO if not getattr(self, name) > 0]
+        bad += [f"{name} must be at least {low}" for name, low in _AT_LEAST.items() if getattr(self, name) < low]
+        if bad:
+            raise SettingsError("; ".join(bad))
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> MonitorSettings:
         """The settings the environment gives (``os.environ`` by default); names match in any case."""
         found = {name.upper(): value for name, value in (os.environ if environ is None else environ).items()}
         values: dict[str, Any] = {}
-        for field in cls.model_fields:
-            for name in ALIASES.get(field, (PREFIX + field.upper(),)):
-                if name in found:
-                    values[field] = json.loads(found[name]) if field in JSON_FIELDS else found[name]
-                    break
-        return cls.model_validate(values)
-
-    nats_url: str = "nats://127.0.0.1:4222"
-    nats_user: str | None = Field(default=None, description="NATS identity of this workspace's monitor.")
-    nats_password: SecretStr | None = None
-    nats_seed_file: Path | None = Field(
-        default=None, description="The nkey seed file of this workspace's own bus identity (issued by provisioning)."
-    )
-    nats_identity: str | None = Field(default=None, description="That identity's name (in the server's logs).")
-    nats_inbox_prefix: str | None = Field(
-        default=None, description="Where replies and publish acks reach that identity (the only inbox it may read)."
-    )
-    tenant_id: UUID
-    user_id: UUID
-    workspace_id: UUID | None = Field(
-        default=None,
-        description="Default: derived from tenant and user (contracts.provisioning.workspace_id).",
-    )
+        bad: list[str] = []
+        for item in dataclasses.fields(cls):
+            names = ALIASES.get(item.name, (PREFIX + item.name.upper(),))
+            name = next((name for name in names if name in found), None)
+            if name is None:
+                if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+                    bad.append(f"{names[0]} is required")
+                continue
+            try:
+                values[item.name] = _READ.get(item.name, str)(found[name])
+            except ValueError as error:
+                bad.append(f"{name}: {error}")
+        if bad:
+            raise SettingsError("; ".join(bad))
+        return cls(**values)
 
     def connect_options(self) -> dict[str, Any]:
         """``nats.connect`` arguments: the workspace's nkey identity, else a user and password, else anonymous."""
@@ -71,33 +145,8 @@ class MonitorSettings(BaseModel):
             options["inbox_prefix"] = self.nats_inbox_prefix
         return options
 
-    workspace_root: Path = Field(default=Path("/workspace"), description="The tree watched, recursively.")
-    monitor_state_dir: Path | None = Field(
-        default=None, description="Lock, pid, disk buffer; default <root>/../.coditect-monitor-<workspace>."
-    )
-    monitor_actor: str = Field(default="user", description="Who makes the changes: user, or an AI agent's name.")
-    monitor_ignore: list[str] = Field(
-        default_factory=list, description="Extra fnmatch patterns (JSON list) matched against paths and names."
-    )
-    monitor_quiet_seconds: float = Field(
-        default=0.05, gt=0, description="A path's changes are one event once it has been quiet this long."
-    )
-    monitor_hold_max_seconds: float = Field(
-        default=1.0, gt=0, description="A path written without pause still yields an event this often."
-    )
-    monitor_hash_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Files larger get no sha256.")
-    monitor_max_in_flight: int = Field(default=256, ge=1, description="Unacknowledged publishes at once.")
-    monitor_publish_timeout_seconds: float = Field(default=5.0, gt=0)
-    monitor_buffer_max_events: int = Field(
-        default=200_000, ge=1, description="Changes kept on disk while the bus is away; past it the oldest go."
-    )
-    monitor_parent_pid: int | None = Field(
-        default=None, description="Set by the local supervisor: the monitor ends when that process does."
-    )
-    log_level: str = "INFO"
-
     def workspace(self) -> UUID:
-        return self.workspace_id or provisioning.workspace_id(self.tenant_id, self.user_id)
+        return self.workspace_id or workspace_id(self.tenant_id, self.user_id)
 
     def state_dir(self) -> Path:
         if self.monitor_state_dir is not None:

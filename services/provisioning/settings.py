@@ -45,6 +45,11 @@ class ProvisioningSettings(CommonSettings):
     monitor_restart_backoff_max_seconds: float = Field(
         default=10.0, gt=0, description="Longest wait before a dead monitor process is started again."
     )
+    monitor_spare: bool = Field(
+        default=True,
+        description="Keep one monitor process started and waiting, handed the next workspace (its start-up, "
+        "about half a second, is then not part of provisioning); costs one idle process (about 30 MB).",
+    )
     monitor_ignore: list[str] = Field(
         default_factory=list, description="Extra ignore patterns handed to every monitor (fnmatch, JSON list)."
     )

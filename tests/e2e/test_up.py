@@ -119,8 +119,11 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_up_brings_seven_processes_to_ready_and_ctrl_c_stops_them_all(runner: Runner) -> None:
+def test_up_brings_seven_processes_and_a_spare_monitor_to_ready_and_ctrl_c_stops_them_all(runner: Runner) -> None:
     children = runner.children()
+    # Provisioning keeps one workspace monitor started ahead of need (README "Workspaces": a warm spare).
+    monitors = [p for p in children if "services.monitor" in " ".join(p.cmdline())]
+    assert len(monitors) == 1
     names = " ".join(" ".join(p.cmdline()) for p in children)
     for module in (
         "nats-server",
@@ -132,7 +135,7 @@ def test_up_brings_seven_processes_to_ready_and_ctrl_c_stops_them_all(runner: Ru
         "services.gateway",
     ):
         assert module in names
-    assert len(children) == 7
+    assert len(children) == 7 + 1
     assert_bus_secured(runner)
     output = runner.announced + stop_runner(runner.process)
     assert runner.process.returncode == 0
@@ -155,7 +158,11 @@ def assert_bus_secured(runner: Runner) -> None:
     for path in bus.iterdir():
         assert path.stat().st_mode & 0o077 == 0, path
     for child in runner.children():
-        if "services." in " ".join(child.cmdline()):
+        if "services.monitor" in " ".join(child.cmdline()):
+            # A workspace monitor has only its workspace's identity, never provisioning's or the issuer's key.
+            leaked = {"CODITECT_NATS_SEED_FILE", "CODITECT_MONITOR_ISSUER_SEED_FILE"} & set(child.environ())
+            assert not leaked, leaked
+        elif "services." in " ".join(child.cmdline()):
             name = next(part for part in child.cmdline() if part.startswith("services.")).split(".")[1]
             assert child.environ()["CODITECT_NATS_SEED_FILE"] == str(bus / f"{name}.nk")
     for seed in seeds:

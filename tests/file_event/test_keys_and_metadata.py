@@ -196,7 +196,7 @@ def test_stored_metadata_is_the_contracts_file_info() -> None:
     ],
 )
 def test_the_paths_fast_check_agrees_with_the_full_normalisation(path: str) -> None:
-    from contracts.file_event import _normalised, workspace_relative
+    from contracts.file_rules import _normalised, workspace_relative
 
     try:
         expected: str | None = _normalised(path)

@@ -6,12 +6,11 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
 
 from contracts.provisioning import workspace_id
 from services.monitor.coalesce import Coalescer, RawEvent
 from services.monitor.ignore import IgnoreRules
-from services.monitor.settings import MonitorSettings
+from services.monitor.settings import MonitorSettings, SettingsError
 from services.provisioning import states
 
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,5 +116,17 @@ def test_monitor_settings_read_the_environment_as_pydantic_settings_would() -> N
     assert settings.monitor_ignore == ["*.log", "build/"] and settings.monitor_quiet_seconds == 0.2
     assert settings.nats_password is not None and settings.nats_password.get_secret_value() == "secret"
     assert settings.workspace() == workspace_id(tenant, user)
-    with pytest.raises(ValidationError):
+    assert "secret" not in repr(settings)
+    with pytest.raises(SettingsError, match="CODITECT_USER_ID is required"):
         MonitorSettings.from_environment({"CODITECT_TENANT_ID": str(tenant)})  # no user
+    ids = {"TENANT_ID": str(tenant), "USER_ID": str(user)}
+    for name, value in [
+        ("CODITECT_MONITOR_QUIET_SECONDS", "0"),
+        ("CODITECT_MONITOR_MAX_IN_FLIGHT", "0"),
+        ("CODITECT_MONITOR_HASH_MAX_BYTES", "-1"),
+        ("CODITECT_MONITOR_IGNORE", '"*.log"'),  # not a list
+        ("CODITECT_MONITOR_BUFFER_MAX_EVENTS", "many"),
+        ("CODITECT_WORKSPACE_ID", "not-a-uuid"),
+    ]:
+        with pytest.raises(SettingsError, match=name.removeprefix("CODITECT_").lower() + "|" + name):
+            MonitorSettings.from_environment({**ids, name: value})

@@ -44,7 +44,10 @@ class LocalBackend:
         self.keys = keys
         self.root = settings.workspaces_root().resolve()
         self.monitors_root = settings.monitors_root().resolve()
-        self.monitors = MonitorSupervisor(settings.monitor_restart_backoff_max_seconds)
+        self.monitors = MonitorSupervisor(
+            settings.monitor_restart_backoff_max_seconds,
+            spare_log=self.monitors_root / "spare.log" if settings.monitor_spare else None,
+        )
 
     def path(self, ref: WorkspaceRef) -> Path:
         return self.root / str(ref.tenant_id) / str(ref.user_id)

@@ -6,12 +6,19 @@ No orphans, no doubles: each monitor asks the kernel to SIGTERM it when this pro
 exclusive lock on its state folder while it runs, so a second monitor for the same workspace (another
 replica, a survivor of an earlier run) exits at once with ``EXIT_LOCKED`` and is tried again later.
 The monitor writes its pid beside the lock: deprovisioning stops whichever process holds it.
+
+A warm spare (``monitor_spare``): one monitor process is kept started, its imports done, waiting on its
+stdin (services/monitor/spare.py); a workspace's monitor is that spare, handed the workspace's variables
+through the pipe, and another spare is started at once (and on any check that finds none alive).
+Starting Python with the monitor's imports was most of the time from a registration to its workspace
+being ready (bench/ready_path.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -30,6 +37,45 @@ LOCKED_RETRY_SECONDS = 2.0
 HEALTHY_AFTER_SECONDS = 30.0
 CHECK_INTERVAL_SECONDS = 0.2
 STOP_TIMEOUT_SECONDS = 5.0
+SPARE_VARIABLE = "CODITECT_MONITOR_AWAIT_WORKSPACE"  # services.monitor.spare: wait on stdin for a workspace
+# What a monitor must not take from this service's environment: the service's own bus identity and the
+# monitor issuer's key (a monitor's identity comes from ``monitor_env`` only), and the spare marker
+# (only the spares this supervisor starts wait for a workspace).
+NOT_INHERITED = frozenset(
+    {
+        "CODITECT_NATS_SEED_FILE",
+        "CODITECT_NATS_USER",
+        "CODITECT_NATS_PASSWORD",
+        "CODITECT_MONITOR_ISSUER_SEED_FILE",
+        SPARE_VARIABLE,
+    }
+)
+
+
+def _spawn(env: dict[str, str], output: IO[bytes], *, spare: bool) -> subprocess.Popen[bytes]:
+    """``python -m services.monitor``; a spare reads its workspace from the pipe on its stdin."""
+    # Started from the event loop's thread: PR_SET_PDEATHSIG follows the thread that forked the child.
+    inherited = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.monitor"],
+        env={**inherited, **env, "CODITECT_MONITOR_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.PIPE if spare else subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _hand_over(spare: subprocess.Popen[bytes], env: dict[str, str], log_path: Path) -> bool:
+    """Give a waiting spare its workspace; False when it is gone (then a monitor is started afresh)."""
+    if spare.stdin is None or spare.poll() is not None:
+        return False
+    try:
+        spare.stdin.write(json.dumps({"env": env, "log": str(log_path)}).encode() + b"\n")
+        spare.stdin.close()
+    except OSError:  # it died meanwhile (a broken pipe)
+        return False
+    return True
 
 
 def pid_file(state_dir: Path) -> Path:
@@ -52,21 +98,16 @@ class MonitorChild:
     restarts: int = 0
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> None:
+    def start(self, spare: subprocess.Popen[bytes] | None = None) -> None:
+        """Run the workspace's monitor: the waiting ``spare`` if one is given and alive, else a new process."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ready_file(self.state_dir).unlink(missing_ok=True)
-        if self.log_file is None:
-            self.log_file = (self.state_dir / "monitor.log").open("ab")
-        env = {**os.environ, **self.env, "CODITECT_MONITOR_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-        # Started from the event loop's thread: PR_SET_PDEATHSIG follows the thread that forked the child.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.monitor"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        if spare is not None and _hand_over(spare, self.env, self.state_dir / "monitor.log"):
+            self.process = spare  # it writes to the workspace's log itself from now on
+        else:
+            if self.log_file is None:
+                self.log_file = (self.state_dir / "monitor.log").open("ab")
+            self.process = _spawn(self.env, self.log_file, spare=False)
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -86,9 +127,29 @@ class MonitorChild:
 
 
 class MonitorSupervisor:
-    def __init__(self, backoff_max: float) -> None:
+    def __init__(self, backoff_max: float, *, spare_log: Path | None = None) -> None:
+        """``spare_log``: where a waiting spare writes (None: no spare, every monitor starts afresh)."""
         self.backoff_max = backoff_max
         self.children: dict[UUID, MonitorChild] = {}
+        self.spare_log = spare_log
+        self.spare: subprocess.Popen[bytes] | None = None
+        self._spare_output: IO[bytes] | None = None
+
+    def take_spare(self) -> subprocess.Popen[bytes] | None:
+        """The waiting spare, if one runs (the next ``keep_spare`` starts another)."""
+        spare, self.spare = self.spare, None
+        return spare if spare is not None and spare.poll() is None else None
+
+    def keep_spare(self) -> None:
+        """Start a spare if none waits (at start, after one was handed over, or died)."""
+        if self.spare_log is None or (self.spare is not None and self.spare.poll() is None):
+            return
+        if self.spare is not None:
+            log.warning("the spare monitor exited with code %s; starting another", self.spare.returncode)
+        if self._spare_output is None:
+            self.spare_log.parent.mkdir(parents=True, exist_ok=True)
+            self._spare_output = self.spare_log.open("ab")
+        self.spare = _spawn({SPARE_VARIABLE: "1"}, self._spare_output, spare=True)
 
     def ensure(self, workspace_id: UUID, state_dir: Path, env: dict[str, str]) -> MonitorChild:
         """A running (or about to be restarted) monitor for the workspace."""
@@ -96,7 +157,8 @@ class MonitorSupervisor:
         if child is None:
             child = MonitorChild(workspace_id, state_dir, env)
             self.children[workspace_id] = child
-            child.start()
+            child.start(self.take_spare())
+            self.keep_spare()  # at once: workspaces requested back to back find it further along
         return child
 
     async def wait_watching(self, workspace_id: UUID, timeout: float) -> bool:
@@ -132,11 +194,13 @@ class MonitorSupervisor:
                 child.backoff = min(child.backoff * 2, self.backoff_max)
             elif child.restart_at is not None and now >= child.restart_at:
                 child.restarts += 1
-                child.start()
+                child.start(self.take_spare())
+                self.keep_spare()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.check(time.monotonic())
+            self.keep_spare()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
 
@@ -147,7 +211,7 @@ class MonitorSupervisor:
             await _terminate(child.process)
             child.close_log()
         holder = _pid_of(state_dir)
-        if holder is not None and _is_monitor_of(holder, workspace_id):
+        if holder is not None and _is_monitor_of(holder, state_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(holder, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
@@ -159,6 +223,17 @@ class MonitorSupervisor:
 
     def close(self) -> None:
         """SIGTERM every monitor and wait a little: they flush their disk buffer and exit."""
+        spare = self.take_spare()
+        if spare is not None:
+            spare.terminate()
+            try:
+                spare.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                spare.kill()
+                spare.wait()
+        if self._spare_output is not None:
+            self._spare_output.close()
+            self._spare_output = None
         for child in self.children.values():
             if child.process is not None and child.process.poll() is None:
                 child.process.terminate()
@@ -206,11 +281,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _is_monitor_of(pid: int, workspace_id: UUID) -> bool:
-    """A pid file can outlive its process and the pid be reused: check what the process is."""
+def _is_monitor_of(pid: int, state_dir: Path) -> bool:
+    """A pid file can outlive its process and the pid be reused: the process must be a monitor holding
+    this workspace's lock file open (a handed-over spare's initial environment names no workspace)."""
+    lock = os.path.realpath(state_dir / "monitor.lock")
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"services.monitor" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
+        descriptors = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
-    return b"services.monitor" in cmdline and f"CODITECT_WORKSPACE_ID={workspace_id}".encode() in environ
+    for descriptor in descriptors:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == lock:
+                return True
+    return False
