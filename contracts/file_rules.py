@@ -27,7 +27,8 @@ def workspace_relative(value: str) -> str:
     """A workspace-relative POSIX path, normalised: no empty or "." segments, no trailing slash."""
     # A path already in normal form is returned as it is, after one regex search: every event of the
     # ingest passes here (the split and join below were 8 % of the file-event ingest's validation).
-    if value and len(value) <= PATH_MAX_BYTES // 4 and _NOT_NORMAL.search(value) is None:
+    # ASCII only: its length is its size in bytes, and it holds no surrogate that UTF-8 cannot encode.
+    if value and value.isascii() and len(value) <= PATH_MAX_BYTES and _NOT_NORMAL.search(value) is None:
         return value
     return _normalised(value)
 

@@ -193,6 +193,9 @@ def test_stored_metadata_is_the_contracts_file_info() -> None:
         "é" * 2048,
         "é" * 2049,
         "a/" + "x" * 4094,
+        "x" * 4096,
+        "x" * 4097,
+        "a/\udcff.txt",  # a name that is not UTF-8 (os.fsdecode's surrogate escape)
     ],
 )
 def test_the_paths_fast_check_agrees_with_the_full_normalisation(path: str) -> None:
