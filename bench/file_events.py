@@ -118,7 +118,7 @@ def scratch_nats() -> Iterator[str]:
         shutil.rmtree(store, ignore_errors=True)
 
 
-async def connect_monitor(url: str, credentials: MonitorCredentials) -> nats.NATS:
+async def connect_monitor(url: str, credentials: MonitorCredentials) -> nats.aio.client.Client:
     for _ in range(100):  # the server applies its reload within moments
         with contextlib.suppress(nats.errors.Error):
             return await nats.connect(url, connect_timeout=2, **credentials.connect_options())
