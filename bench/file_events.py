@@ -30,6 +30,7 @@ from uuid import UUID
 
 import nats
 import orjson
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
@@ -118,7 +119,7 @@ def scratch_nats() -> Iterator[str]:
         shutil.rmtree(store, ignore_errors=True)
 
 
-async def connect_monitor(url: str, credentials: MonitorCredentials) -> nats.aio.client.Client:
+async def connect_monitor(url: str, credentials: MonitorCredentials) -> NatsClient:
     for _ in range(100):  # the server applies its reload within moments
         with contextlib.suppress(nats.errors.Error):
             return await nats.connect(url, connect_timeout=2, **credentials.connect_options())
