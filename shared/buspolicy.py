@@ -172,9 +172,15 @@ ROLES: Final[dict[str, Role]] = {
         ),
         service_role(
             "provisioning",
-            # One durable over every auth event, so a removal is never handled before the
-            # registration it undoes; it acts on user_registered, user_removed and tenant_deleted only.
-            consumers=(Consumer(EVENTS_STREAM, durable("provisioning", "auth-events"), (event("auth", "*"),)),),
+            # One durable over the three auth events it acts on (several filters, one consumer), so a
+            # removal is never handled before the registration it undoes, and no login is delivered to it.
+            consumers=(
+                Consumer(
+                    EVENTS_STREAM,
+                    durable("provisioning", "auth-events"),
+                    tuple(event("auth", name) for name in ("user_registered", "user_removed", "tenant_deleted")),
+                ),
+            ),
             listens=(AUTH_CALLOUT_SUBJECT,),
         ),
         service_role(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.events import Event
@@ -46,6 +47,9 @@ class ServiceContext:
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     store_ready: bool = False
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Run once connected, before the broker starts its subscribers: e.g. a durable consumer made (or its
+    # filters updated) with what FastStream's subscriber cannot declare itself.
+    before_subscribing: list[Callable[[JetStreamContext], Awaitable[None]]] = field(default_factory=list)
     on_close: list[Callable[[], None]] = field(default_factory=list)
     components: dict[str, Any] = field(default_factory=dict)  # what the service built, for tests and tools
 
@@ -130,6 +134,13 @@ def build_context(name: str, settings: CommonSettings) -> ServiceContext:
     )
 
 
+async def _start_broker(ctx: ServiceContext) -> None:
+    await ctx.broker.connect()
+    for prepare in ctx.before_subscribing:
+        await prepare(ctx.broker.config.connection_state.stream)
+    await ctx.broker.start()
+
+
 async def serve(
     ctx: ServiceContext, register: Register, stop: asyncio.Event, *, serving: Callable[[], None] | None = None
 ) -> None:
@@ -149,7 +160,7 @@ async def serve(
             try:
                 # The bootstrap identity creates the streams (shared.bootstrap); a durable consumer
                 # cannot bind to a missing stream, so until then starting fails here and is retried.
-                await asyncio.wait_for(ctx.broker.start(), 10)
+                await asyncio.wait_for(_start_broker(ctx), 10)
                 await ctx.dispatcher.start(ctx.broker.config.connection_state.connection)
                 break
             except Exception as error:

@@ -8,7 +8,7 @@ from services.provisioning import reconcile
 from services.provisioning import repository as repo
 from services.provisioning.backends import make_backend
 from services.provisioning.context import ProvisioningContext
-from services.provisioning.handlers import register_consumers, register_handlers
+from services.provisioning.handlers import ensure_auth_consumer, register_consumers, register_handlers
 from services.provisioning.monitor_keys import MonitorKeys, callout_responder
 from services.provisioning.settings import ProvisioningSettings
 from shared.outbox import Outbox
@@ -27,6 +27,7 @@ def build(settings: ProvisioningSettings) -> Register:
         provisioning = ProvisioningContext(store=ctx.store, outbox=outbox, settings=settings, backend=backend)
         register_handlers(ctx.dispatcher, provisioning)
         register_consumers(ctx.broker, provisioning)
+        ctx.before_subscribing.append(ensure_auth_consumer)
         ctx.components["provisioning"] = provisioning
         ctx.components["monitor_keys"] = keys
 

@@ -3,6 +3,7 @@ consumer of the auth events that create and remove workspaces."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +11,10 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as ConsumerAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError, NotFoundError
 from pydantic import ValidationError
 
 from contracts import auth, subjects
@@ -57,10 +62,39 @@ def event_handlers(ctx: ProvisioningContext) -> dict[str, Callable[[Event], Awai
     return handlers
 
 
+def auth_consumer_config() -> ConsumerConfig:
+    """The durable over exactly the three auth subjects (several filters: one consumer, so stream order
+    between a registration and the removal that undoes it is kept, and no login event is delivered)."""
+    return ConsumerConfig(
+        name=AUTH_EVENTS_DURABLE,
+        durable_name=AUTH_EVENTS_DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=ConsumerAckPolicy.EXPLICIT,
+        filter_subjects=list(AUTH_SUBJECTS),
+    )
+
+
+async def ensure_auth_consumer(js: JetStreamContext) -> None:
+    """Create the durable, or narrow one made before to ``evt.auth.*`` (a filter change keeps its
+    acknowledged position): FastStream's subscriber declares one filter only, and left to it every
+    login would be delivered here to be acknowledged and dropped."""
+    try:
+        info = await js.consumer_info(subjects.EVENTS_STREAM, AUTH_EVENTS_DURABLE)
+    except NotFoundError:
+        info = None
+    if info is not None:
+        current = info.config.filter_subjects or [info.config.filter_subject]
+        if sorted(s for s in current if s) == sorted(AUTH_SUBJECTS):
+            return
+    with contextlib.suppress(BadRequestError):  # another replica made or narrowed it just now
+        await js.add_consumer(subjects.EVENTS_STREAM, config=auth_consumer_config())
+
+
 def register_consumers(broker: NatsBroker, ctx: ProvisioningContext) -> None:
-    """One durable pull consumer over the three auth subjects, shared by the replicas. An event is
-    acknowledged once its transaction committed (the work itself runs after, under a claim), or when
-    it cannot be read; a failure brings it back later."""
+    """One durable pull consumer over the three auth subjects (``ensure_auth_consumer`` makes it before
+    the subscriber starts), shared by the replicas. An event is acknowledged once its transaction
+    committed (the work itself runs after, under a claim), or when it cannot be read; a failure brings
+    it back later."""
     handlers = event_handlers(ctx)
 
     @broker.subscriber(
