@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from contracts.file_rules import workspace_relative
 from contracts.identity import BusRequest
 from contracts.subjects import event, rpc
 
@@ -32,7 +33,6 @@ EVENT_TYPES: Final = (SESSION_CREATED, SESSION_UPDATED, SESSION_FORKED, SESSION_
 EVENT_SUBJECTS: Final = tuple(event(*type_.split(".", 1)) for type_ in EVENT_TYPES)
 
 NAME_MAX = 200
-PATH_MAX_BYTES = 4096
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 500
 
@@ -41,19 +41,11 @@ STATUSES: Final[tuple[Status, ...]] = ("active", "suspended", "terminated")
 
 
 def _workspace_path(value: str) -> str:
-    """A workspace-relative POSIX path, normalised: no empty or "." segments, no trailing slash."""
-    if len(value.encode()) > PATH_MAX_BYTES:
-        raise ValueError(f"the path is longer than {PATH_MAX_BYTES} bytes")
+    """A workspace-relative POSIX path, normalised as a file's (``contracts.file_rules``), and with no
+    control character at all: it is shown in the IDE's session list."""
     if any(ord(char) < 0x20 or char == "\x7f" for char in value):
         raise ValueError("the path contains a NUL or another control character")
-    if value.startswith("/"):
-        raise ValueError("the path must be relative to the workspace, not absolute")
-    segments = [segment for segment in value.split("/") if segment not in ("", ".")]
-    if ".." in segments:
-        raise ValueError("the path must not contain '..' segments")
-    if not segments:
-        raise ValueError("the path names no file or folder")
-    return "/".join(segments)
+    return workspace_relative(value)
 
 
 SessionName = Annotated[

@@ -59,31 +59,15 @@ def encode_change(
     event_id: UUID | None = None,
 ) -> tuple[str, bytes]:
     """(event id, JSON body) of one change; InvalidChange for what the contract would refuse."""
-    try:
-        return _encode(path, kind, old_path, is_dir, size, sha256, actor, occurred_at, event_id)
-    except InvalidChange:
-        raise
-    except ValueError as error:  # the contract's own checks (contracts.file_rules)
-        raise InvalidChange(str(error)) from error
-
-
-def _encode(
-    path: str,
-    kind: str,
-    old_path: str | None,
-    is_dir: bool,
-    size: int | None,
-    sha256: str | None,
-    actor: str,
-    occurred_at: datetime,
-    event_id: UUID | None,
-) -> tuple[str, bytes]:
     if kind not in KINDS:
         raise InvalidChange(f"unknown kind {kind!r}")
-    path = workspace_relative(path)
-    if old_path is not None:
-        old_path = workspace_relative(old_path)
-    check_moved_names_its_origin(kind, old_path)
+    try:  # the contract's own checks (contracts.file_rules)
+        path = workspace_relative(path)
+        if old_path is not None:
+            old_path = workspace_relative(old_path)
+        check_moved_names_its_origin(kind, old_path)
+    except ValueError as error:
+        raise InvalidChange(str(error)) from error
     if size is not None and size < 0:
         raise InvalidChange("size must not be negative")
     if sha256 is not None and not _SHA256.fullmatch(sha256):
