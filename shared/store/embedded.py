@@ -665,6 +665,8 @@ def _apply(conn: apsw.Connection, commit: _Commit) -> None:
             elif isinstance(write, _Add):
                 row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
                 sets.append((key, encode_counter(decode_counter(bytes(row[0]) if row else None) + write.delta)))
+            elif type(write) is not bytes:  # a subclass of bytes: a value too, as plain bytes
+                sets.append((key, bytes(write)))
         if clears:
             conn.executemany("DELETE FROM kv WHERE key = ?", clears)
     if sets:
