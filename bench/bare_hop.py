@@ -130,7 +130,15 @@ def main() -> None:
     elif role == "http":
         uvloop.install()
         port, url = int(sys.argv[2]), sys.argv[3]
-        web.run_app(http_app(url), host="127.0.0.1", port=port, print=None, access_log=None, shutdown_timeout=1.0)
+        web.run_app(
+            http_app(url),
+            host="127.0.0.1",
+            port=port,
+            reuse_port=True,  # several fronts share the port, as several gateways do
+            print=None,
+            access_log=None,
+            shutdown_timeout=1.0,
+        )
     else:
         raise SystemExit(__doc__)
 

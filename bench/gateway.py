@@ -151,7 +151,7 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
         for i in range(CONNECTIONS)
     ]
     with (
-        trivial_server() as (trivial_url, trivial_pid),
+        trivial_server() as (trivial_url, trivial_pids),
         bare_hop(f"nats://127.0.0.1:{system.nats_port}", bus_dir=system.data_dir / "bus") as (hop_url, hop_pids),
         fastapi_reference() as (fastapi_url, fastapi_token, fastapi_pids),
     ):
@@ -177,7 +177,7 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
                 for writer in writers
             ],
         }
-        meter = CpuMeter(system, {"bench server": trivial_pid, **hop_pids, **fastapi_pids})
+        meter = CpuMeter(system, {"bench server": trivial_pids, **hop_pids, **fastapi_pids})
         results = measure(targets, options, meter, duration=duration, rounds=rounds)
         for name in ("b", "health", "c", "p"):
             single = run_load(

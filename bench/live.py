@@ -68,14 +68,23 @@ class Phase:
             self.done.set()
 
 
-def gateway_process(system: System) -> Any:
-    import psutil
+class Gateways:
+    """Every gateway process under the supervisor (they share the port), summed."""
 
-    assert system.process is not None
-    for child in psutil.Process(system.process.pid).children(recursive=True):
-        if "services.gateway" in child.cmdline():
-            return child
-    raise RuntimeError("no gateway process under the supervisor")
+    def __init__(self, system: System) -> None:
+        import psutil
+
+        assert system.process is not None
+        children = psutil.Process(system.process.pid).children(recursive=True)
+        self.processes = [child for child in children if "services.gateway" in child.cmdline()]
+        if not self.processes:
+            raise RuntimeError("no gateway process under the supervisor")
+
+    def rss(self) -> float:
+        return float(sum(process.memory_info().rss for process in self.processes))
+
+    def cpu_seconds(self) -> float:
+        return sum(times.user + times.system for times in (process.cpu_times() for process in self.processes))
 
 
 def raise_file_limit() -> int:
@@ -117,7 +126,7 @@ def session_event(user: dict[str, str], phase: str) -> tuple[str, bytes, str]:
 async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[str, float]]:
     import nats
 
-    gateway = gateway_process(system)
+    gateway = Gateways(system)
     log(f"live: registering {size.users} users")
     users: list[dict[str, str]] = []
     for index in range(size.users):
@@ -130,7 +139,7 @@ async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[st
     per_user = size.sockets // size.users
     url = system.base.replace("http://", "ws://") + "/ws"
     phases = {"paced": Phase(), "burst": Phase()}
-    memory: dict[str, float] = {"rss_idle": float(gateway.memory_info().rss)}  # after the logins
+    memory: dict[str, float] = {"rss_idle": gateway.rss()}  # after the logins
 
     async def reader(ws: aiohttp.ClientWebSocketResponse) -> None:
         async for message in ws:
@@ -144,7 +153,7 @@ async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[st
     async def publish(js: Any, phase_name: str, count: int, rate: float | None) -> None:
         phase = phases[phase_name]
         phase.expected = count * per_user
-        cpu_before = gateway.cpu_times()
+        cpu_before = gateway.cpu_seconds()
         started = time.perf_counter()
         window: list[Any] = []
         for number in range(count):
@@ -164,8 +173,7 @@ async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[st
         except TimeoutError:
             log(f"live: {phase_name}: only {phase.delivered} of {phase.expected} deliveries within {size.timeout}s")
         phase.seconds = time.perf_counter() - started
-        cpu_after = gateway.cpu_times()
-        phase.cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+        phase.cpu_seconds = gateway.cpu_seconds() - cpu_before
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -179,7 +187,7 @@ async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[st
                     raise RuntimeError(f"no live.ready on a new socket: {ready}")
                 sockets.append(ws)
         await asyncio.sleep(1.0)
-        memory["rss_open"] = float(gateway.memory_info().rss)
+        memory["rss_open"] = gateway.rss()
         readers = [asyncio.create_task(reader(ws)) for ws in sockets]
         # Session events, published as the session service's identity (the bus is secured).
         nc = await nats.connect(
@@ -194,7 +202,7 @@ async def measure(size: Size, system: System) -> tuple[dict[str, Phase], dict[st
             await publish(js, "paced", count, size.paced_rate)
             log(f"live: burst: {size.burst_events} events")
             await publish(js, "burst", size.burst_events, None)
-            memory["rss_after"] = float(gateway.memory_info().rss)
+            memory["rss_after"] = gateway.rss()
         finally:
             await nc.close()
             for task in readers:

@@ -204,7 +204,10 @@ def main(argv: list[str]) -> int:
     target, process_name = argv[0], argv[1]
     seconds = float(argv[2]) if len(argv) > 2 else 10.0
     # As bench.run: users registered here get no workspace (and no monitor with its own credentials).
-    system = System({"CODITECT_PROVISIONING_ON_REGISTER": "false"} if target == "files" else None)
+    env = {"CODITECT_PROVISIONING_ON_REGISTER": "false"} if target == "files" else {}
+    if process_name == "gateway":  # one gateway: every request then passes through the process sampled
+        env["CODITECT_GATEWAY_WORKERS"] = "1"
+    system = System(env)
     try:
         system.start()
         if target == "files":

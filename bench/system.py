@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from bench.common import free_port, log
@@ -122,35 +122,43 @@ class System:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+def front_count() -> int:
+    """How many HTTP processes each reference runs: as many as the system's gateway (the supervisor's
+    rule, ``CODITECT_GATEWAY_WORKERS``), so that the ratios compare like with like."""
+    from shared.supervisor import gateway_workers
+
+    return gateway_workers(os.environ)
+
+
+def wait_listening(pids: list[int], port: int, timeout: float = 30.0) -> None:
+    """Until every process has its socket on ``port`` (with several on one port, one answering says
+    nothing of the others)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while not any(
+            c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in psutil.Process(pid).net_connections("tcp")
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"process {pid} is not listening on port {port}")
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
-def trivial_server() -> Iterator[tuple[str, int]]:
-    """The bench's trivial aiohttp JSON handler in its own process; yields its URL and process id."""
+def trivial_server() -> Iterator[tuple[str, list[int]]]:
+    """The bench's trivial aiohttp JSON handler in processes of its own sharing one port (``front_count``);
+    yields its URL and the process ids."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.trivial_server", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while http_status(url) != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the trivial server did not start: {process.stderr.read() if process.stderr else ''}"
-                )
-            time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with contextlib.ExitStack() as stack:
+        processes = [
+            stack.enter_context(_serving(["bench.trivial_server", str(port)], url, "the trivial server"))
+            for _ in range(front_count())
+        ]
+        pids = [process.pid for process in processes]
+        wait_listening(pids, port)
+        yield url, pids
 
 
 @contextlib.contextmanager
@@ -193,18 +201,23 @@ def _serving(
 @contextlib.contextmanager
 def bare_hop(
     nats_url: str, responder_kind: str = "raw", bus_dir: Path | None = None
-) -> Iterator[tuple[str, dict[str, int]]]:
+) -> Iterator[tuple[str, dict[str, list[int]]]]:
     """Reference (r): its URL and the process ids of its HTTP front and its responder (raw nats-py, or
     one of the others ``bench.bare_hop`` offers). ``bus_dir``: the system's bus folder (identities)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     respond = ["bench.bare_hop", "respond", nats_url, responder_kind]
     env = {**os.environ, "CODITECT_BUS_DIR": str(bus_dir)} if bus_dir is not None else None
-    with (
-        _serving(respond, url, f"the bare-hop responder ({responder_kind})", ready="ready", env=env) as responder,
-        _serving(["bench.bare_hop", "http", str(port), nats_url], url, "the bare-hop front", env=env) as front,
-    ):
-        yield url, {"hop front": front.pid, "hop responder": responder.pid}
+    front = ["bench.bare_hop", "http", str(port), nats_url]
+    with contextlib.ExitStack() as stack:
+        responder = stack.enter_context(
+            _serving(respond, url, f"the bare-hop responder ({responder_kind})", ready="ready", env=env)
+        )
+        fronts = [
+            stack.enter_context(_serving(front, url, "the bare-hop front", env=env)).pid for _ in range(front_count())
+        ]
+        wait_listening(fronts, port)
+        yield url, {"hop front": fronts, "hop responder": [responder.pid]}
 
 
 @contextlib.contextmanager
@@ -266,7 +279,7 @@ class CpuMeter:
     """CPU seconds (user + system) used by each process of the system, the bench's own servers, and the
     load generators this process ran and waited for (``RUSAGE_CHILDREN``), between two snapshots."""
 
-    def __init__(self, system: System | None, extra: dict[str, int | list[int]] | None = None) -> None:
+    def __init__(self, system: System | None, extra: Mapping[str, int | list[int]] | None = None) -> None:
         self.pids: dict[int, str] = {}
         for name, pids in (extra or {}).items():
             for pid in pids if isinstance(pids, list) else [pids]:

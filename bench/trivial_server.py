@@ -1,5 +1,6 @@
 """A trivial aiohttp JSON handler with the gateway's settings (uvloop, no access log, orjson body):
-``python -m bench.trivial_server PORT``. The floor any aiohttp route on this machine can reach."""
+``python -m bench.trivial_server PORT`` (several may share the port, as several gateways do). The floor any
+aiohttp route on this machine can reach."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def main() -> None:
         pass
     app = web.Application()
     app.router.add_get("/", handle)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, shutdown_timeout=1.0)
+    web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, print=None, access_log=None, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -33,6 +34,8 @@ READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 30.0
+MAX_DEFAULT_GATEWAYS = 4
+MAX_GATEWAYS = 64
 
 
 def say(message: str) -> None:
@@ -157,6 +160,26 @@ def identity_env(env: dict[str, str], bus: BusFolder, name: str, trusted: str) -
     return child
 
 
+def gateway_workers(environ: Mapping[str, str]) -> int:
+    """How many gateway processes share the HTTP port: ``CODITECT_GATEWAY_WORKERS``, else one per core
+    up to four. One Python process uses one core at most, and the gateway is the busiest process of a
+    request (README, "Benchmarks"); each one holds its own bus connection and token cache."""
+    text = environ.get("CODITECT_GATEWAY_WORKERS", "").strip()
+    if not text:
+        return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_GATEWAYS))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_GATEWAYS:
+        raise ValueError(f"CODITECT_GATEWAY_WORKERS must be a whole number from 1 to {MAX_GATEWAYS}, not {text!r}")
+    return int(text)
+
+
+def processes_of(role: str, gateway_count: int) -> list[tuple[str, dict[str, str]]]:
+    """The processes a role runs as, each with its name (its log file's) and extra environment."""
+    if role != GATEWAY or gateway_count == 1:
+        return [(role, {})]
+    shared_port = {"CODITECT_GATEWAY_REUSE_PORT": "true"}
+    return [(GATEWAY if index == 1 else f"{GATEWAY}-{index}", shared_port) for index in range(1, gateway_count + 1)]
+
+
 def up() -> int:
     data_dir = Path(os.environ.get("CODITECT_DATA_DIR", "data")).resolve()
     nats_port = int(os.environ.get("CODITECT_NATS_PORT", "4222"))
@@ -168,6 +191,11 @@ def up() -> int:
                 f"Stop what holds it or set {variable} to a free port."
             )
             return 1
+    try:
+        workers = gateway_workers(os.environ)
+    except ValueError as error:
+        say(f"error: {error}")
+        return 1
     logs = private_folder(data_dir) / "logs"
     logs.mkdir(mode=0o700, exist_ok=True)
     nats_url = f"nats://127.0.0.1:{nats_port}"
@@ -187,12 +215,13 @@ def up() -> int:
     nats = Child("nats", [nats_server_binary(), "-c", str(config)], logs / "nats.log", env)
     apps = [
         Child(
-            name,
+            process_name,
             [sys.executable, "-m", f"services.{name}"],
-            logs / f"{name}.log",
-            identity_env(env, bus, name, trusted),
+            logs / f"{process_name}.log",
+            identity_env(env, bus, name, trusted) | extra,
         )
         for name in PROCESS_ROLES
+        for process_name, extra in processes_of(name, workers)
     ]
     children = [nats, *apps]
 

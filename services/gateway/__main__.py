@@ -32,6 +32,7 @@ def main() -> None:
         app,
         host=settings.gateway_host,
         port=settings.gateway_port,
+        reuse_port=settings.gateway_reuse_port or None,
         print=None,
         access_log=None,
         shutdown_timeout=settings.graceful_timeout,

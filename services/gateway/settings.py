@@ -15,6 +15,11 @@ from shared.settings import TokenSettings
 class GatewaySettings(TokenSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    gateway_reuse_port: bool = Field(
+        default=False,
+        description="Listen with SO_REUSEPORT so that several gateway processes share one port (the kernel "
+        "spreads connections among them). The local runner sets it when it runs more than one.",
+    )
     max_body_bytes: int = 1_048_576
     jwks_refresh_min_interval: float = Field(default=5.0, description="At most one JWKS fetch this often.")
     jwks_refresh_interval: float = Field(
