@@ -34,7 +34,6 @@ READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 30.0
-MAX_DEFAULT_GATEWAYS = 4
 MAX_GATEWAYS = 64
 
 
@@ -161,12 +160,10 @@ def identity_env(env: dict[str, str], bus: BusFolder, name: str, trusted: str) -
 
 
 def gateway_workers(environ: Mapping[str, str]) -> int:
-    """How many gateway processes share the HTTP port: ``CODITECT_GATEWAY_WORKERS``, else one per core
-    up to four. One Python process uses one core at most, and the gateway is the busiest process of a
-    request (README, "Benchmarks"); each one holds its own bus connection and token cache."""
-    text = environ.get("CODITECT_GATEWAY_WORKERS", "").strip()
-    if not text:
-        return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_GATEWAYS))
+    """How many gateway processes share the HTTP port: ``CODITECT_GATEWAY_WORKERS``, one by default.
+    One Python process uses one core at most; on two cores a second gateway did not raise the request
+    path's rate, which every process's CPU bounds there (README, "Benchmarks")."""
+    text = environ.get("CODITECT_GATEWAY_WORKERS", "").strip() or "1"
     if not text.isdigit() or not 1 <= int(text) <= MAX_GATEWAYS:
         raise ValueError(f"CODITECT_GATEWAY_WORKERS must be a whole number from 1 to {MAX_GATEWAYS}, not {text!r}")
     return int(text)
