@@ -29,6 +29,7 @@ from contracts import auth, subjects
 from contracts.envelope import ErrorCode, Reply
 from contracts.events import Event
 from shared.buspolicy import inbox_prefix
+from shared.requester import Requester
 from shared.settings import CommonSettings
 from shared.telemetry import inject_trace
 
@@ -229,7 +230,7 @@ async def create_streams(js: JetStreamContext) -> None:
 
 
 async def request(
-    connection: Client,
+    connection: Client | Requester,
     subject: str,
     payload: BaseModel | dict[str, Any] | bytes,
     *,

@@ -8,7 +8,6 @@ import logging
 from typing import Any
 
 from faststream.nats import NatsBroker
-from nats.aio.client import Client
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
@@ -16,6 +15,7 @@ from contracts.envelope import ErrorCode, Reply
 from contracts.identity import BusRequest
 from shared import bus, callerproof
 from shared.callerproof import CallerSigner
+from shared.requester import Requester
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class BusLink:
         )
         self._connect_task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
-        self._connection: Client | None = None  # the broker's nats-py client, once it started
+        self._connection: Requester | None = None  # over the broker's nats-py client, once it started
 
     @property
     def connected(self) -> bool:
@@ -55,7 +55,15 @@ class BusLink:
                 await self.broker.stop()
                 await asyncio.sleep(1)
                 continue
-            self._connection = self.broker.config.connection_state.connection
+            requester = Requester(self.broker.config.connection_state.connection)
+            try:
+                await requester.start()
+            except Exception as error:
+                log.error("gateway could not subscribe to its reply inbox (%s); retrying", error)
+                await self.broker.stop()
+                await asyncio.sleep(1)
+                continue
+            self._connection = requester
             self._started.set()
             log.info("gateway connected to NATS at %s", self.url)
             return
