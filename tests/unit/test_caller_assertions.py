@@ -76,3 +76,38 @@ def test_the_gateway_signs_once_per_caller_per_window_and_services_verify_once(
     later = time.time() + callerproof.REUSE_SECONDS + 1
     monkeypatch.setattr(callerproof.time, "time", lambda: later)
     assert signer.assertion(alice) != first
+
+
+def test_a_cached_assertion_still_vouches_only_for_its_caller_of_any_model_class() -> None:
+    signer, verifier = pair()
+    alice = caller()
+    assertion = signer.assertion(alice)
+    verifier.check(alice, assertion)  # now cached
+    verifier.check(Caller.model_validate_json(alice.model_dump_json()), assertion)  # equal fields: the same caller
+
+    class LooseCaller(Caller):
+        pass
+
+    verifier.check(LooseCaller(**alice.model_dump()), assertion)  # another class, compared by canonical JSON
+    for other in (
+        alice.model_copy(update={"roles": ["admin"]}),
+        alice.model_copy(update={"user_id": uuid.uuid4()}),
+        LooseCaller(**{**alice.model_dump(), "roles": ["admin"]}),
+    ):
+        with pytest.raises(CallerUnverified):
+            verifier.check(other, assertion)
+
+
+def test_the_gateway_finds_a_known_caller_object_without_encoding_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer, _ = pair()
+    alice = caller()
+    encoded: list[Caller] = []
+    real = callerproof._caller_key
+    monkeypatch.setattr(callerproof, "_caller_key", lambda c: encoded.append(c) or real(c))
+    first = signer.assertion(alice)
+    for _ in range(10):
+        assert signer.assertion(alice) == first
+    assert encoded == [alice]
+    twin = Caller.model_validate_json(alice.model_dump_json())
+    assert signer.assertion(twin) == first  # an equal caller in another object: found by its encoding
+    assert len(encoded) == 2
