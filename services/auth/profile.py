@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+from uuid import UUID
+
 from contracts import auth as api
 from contracts.envelope import ErrorCode
 from contracts.identity import Caller
@@ -11,18 +14,29 @@ from services.auth.keys import utcnow
 from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
+U = TypeVar("U")
+
+
+def _in_tenant(found: tuple[UUID, U] | None, caller: Caller) -> U:
+    """What was found for the caller, if it is of the caller's tenant; anything else is not found."""
+    if found is None or found[0] != caller.tenant_id:
+        raise ServiceError(ErrorCode.NOT_FOUND, "user not found")
+    return found[1]
+
 
 def _own(tx: Transaction, caller: Caller) -> repo.UserRecord:
     user = repo.get_user(tx, caller.user_id)
-    if user is None or user.tenant_id != caller.tenant_id:
-        raise ServiceError(ErrorCode.NOT_FOUND, "user not found")
-    return user
+    return _in_tenant(None if user is None else (user.tenant_id, user), caller)
 
 
 async def get_me(ctx: AuthContext, message: api.GetMe) -> api.UserPublic:
     """The caller's user (never its password hash)."""
     caller = caller_of(message)
-    return (await ctx.store.run(lambda tx: _own(tx, caller))).public()
+
+    def read(tx: Transaction) -> api.UserPublic:
+        return _in_tenant(repo.get_public_user(tx, caller.user_id), caller)
+
+    return await ctx.store.run(read)
 
 
 async def update_me(ctx: AuthContext, message: api.UpdateMe) -> api.UserPublic:

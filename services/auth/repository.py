@@ -33,6 +33,7 @@ from contracts.auth import Device, TenantPublic, UserPublic
 from contracts.envelope import ErrorCode
 from services.auth.keys import SigningKey
 from services.auth.lockout import AccountFailures, AddressFailures, WindowCount
+from shared.decoded import DecodedCache
 from shared.errors import ServiceError
 from shared.store import Transaction
 
@@ -172,6 +173,21 @@ def put_tenant(tx: Transaction, tenant: TenantRecord) -> None:
 
 def get_user(tx: Transaction, user_id: UUID) -> UserRecord | None:
     return _load(tx, USER.pack((str(user_id),)), UserRecord)
+
+
+def _public_user_of(raw: bytes) -> tuple[UUID, UserPublic]:
+    user = UserRecord.model_validate_json(raw)
+    return user.tenant_id, user.public()
+
+
+_PUBLIC_USERS = DecodedCache(_public_user_of)
+
+
+def get_public_user(tx: Transaction, user_id: UUID) -> tuple[UUID, UserPublic] | None:
+    """A user's tenant and profile, for reading only: decoded once per stored value and shared
+    between reads (``shared.decoded``), so never to be changed."""
+    raw = tx.get(USER.pack((str(user_id),)))
+    return None if raw is None else _PUBLIC_USERS(raw)
 
 
 def put_user(tx: Transaction, user: UserRecord) -> None:

@@ -40,6 +40,7 @@ import fdb.tuple
 
 from contracts import session as api
 from services.session import rules
+from shared.decoded import DecodedCache
 from shared.store import Transaction, decode_counter
 from shared.store.tuples import FastSubspace
 
@@ -112,6 +113,20 @@ def _idle_key(record: api.Session, ids: _Ids | None = None) -> bytes:
 def get(tx: Transaction, session_id: UUID) -> SessionRecord | None:
     raw = tx.get(SESSION.pack((str(session_id),)))
     return None if raw is None else SessionRecord.model_validate_json(raw)
+
+
+def _public_of(raw: bytes) -> api.Session:
+    return SessionRecord.model_validate_json(raw).public()
+
+
+_PUBLIC = DecodedCache(_public_of)
+
+
+def get_public(tx: Transaction, session_id: UUID) -> api.Session | None:
+    """A session as clients see it, for reading only: decoded once per stored value and shared
+    between reads (``shared.decoded``), so never to be changed."""
+    raw = tx.get(SESSION.pack((str(session_id),)))
+    return None if raw is None else _PUBLIC(raw)
 
 
 def _put(tx: Transaction, record: SessionRecord, ids: _Ids | None = None) -> None:

@@ -46,7 +46,7 @@ async def create(ctx: SessionContext, message: api.CreateSession) -> api.Session
 async def get(ctx: SessionContext, message: api.GetSession) -> api.Session:
     """One of the caller's sessions."""
     caller = caller_of(message)
-    return (await ctx.store.run(lambda tx: _owned(tx, caller, message.session_id))).public()
+    return await ctx.store.run(lambda tx: rules.owned(repo.get_public(tx, message.session_id), caller))
 
 
 async def list_sessions(ctx: SessionContext, message: api.ListSessions) -> api.SessionPage:

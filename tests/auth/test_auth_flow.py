@@ -281,3 +281,15 @@ async def test_devices_page_with_a_cursor_and_reject_bad_limits(system: Gateway)
     for bad in ({"limit": "0"}, {"limit": "501"}, {"limit": "abc"}, {"cursor": "!!"}):
         status, body = await get(system, "/auth/devices", tokens["access_token"], **bad)
         assert status == 422 and body["error"]["details"], bad
+
+
+async def test_the_profile_read_after_a_change_shows_the_change(system: Gateway) -> None:
+    """Reads share decoded records (shared.decoded): a changed record must never read as it was."""
+    _, tokens = await registered_and_logged_in(system, name="Before")
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await get(system, "/users/me", tokens["access_token"]))[1]["data"]["name"] == "Before"
+    for name in ("After", "Before"):
+        async with system.session.patch(f"{system.api}/users/me", json={"name": name}, headers=bearer) as response:
+            assert response.status == 200
+        status, body = await get(system, "/users/me", tokens["access_token"])
+        assert (status, body["data"]["name"]) == (200, name)

@@ -86,6 +86,23 @@ async def test_terminated_is_final(system: Gateway) -> None:
     assert (status, body["data"]["status"], body["data"]["parent_session_id"]) == (201, "active", session["id"])
 
 
+async def test_a_read_after_a_change_shows_the_change(system: Gateway) -> None:
+    """Reads share decoded records (shared.decoded): a changed session must never read as it was."""
+    user = await new_user(system)
+    session = await create(system, user)
+    path = f"/sessions/{session['id']}"
+    for version, name in ((1, session["name"]), (2, "renamed"), (3, session["name"])):
+        if version > 1:
+            assert (await call(system, "PATCH", path, user, {"name": name}))[0] == 200
+        status, body, headers = await call(system, "GET", path, user)
+        assert (status, body["data"]["name"], body["data"]["version"], headers["ETag"]) == (
+            200,
+            name,
+            version,
+            f'"{version}"',
+        )
+
+
 async def test_a_stale_if_match_is_412_and_nothing_changes(system: Gateway) -> None:
     user = await new_user(system)
     session = await create(system, user)

@@ -1,0 +1,42 @@
+"""Stored values decoded once per distinct bytes, never stale, and bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.decoded import DecodedCache
+
+
+def counting_decoder() -> tuple[DecodedCache[str], list[bytes]]:
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> str:
+        decoded.append(raw)
+        return raw.decode().upper()
+
+    return DecodedCache(decode, size=3), decoded
+
+
+def test_equal_bytes_decode_once_and_changed_bytes_decode_afresh() -> None:
+    cache, decoded = counting_decoder()
+    assert cache(b"alice") == "ALICE"
+    assert cache(bytes(bytearray(b"alice"))) == "ALICE"  # equal bytes in another object
+    assert cache(b"alice v2") == "ALICE V2"
+    assert decoded == [b"alice", b"alice v2"]
+
+
+def test_the_oldest_value_goes_first_past_the_size() -> None:
+    cache, decoded = counting_decoder()
+    for raw in (b"a", b"b", b"c", b"d"):
+        cache(raw)
+    assert len(cache) == 3
+    cache(b"d")
+    cache(b"b")
+    assert decoded == [b"a", b"b", b"c", b"d"]
+    cache(b"a")  # evicted: decoded again
+    assert decoded[-1] == b"a" and len(cache) == 3
+
+
+def test_a_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        DecodedCache(bytes.decode, size=0)
