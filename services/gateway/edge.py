@@ -68,6 +68,14 @@ class EdgeTrace:
         self.trust_client = trust_client
         self.tracer = tracer
 
+    def ids(self, request: web.Request) -> tuple[str, str] | None:
+        """A new trace's ``traceparent`` and trace id (hex) with no span at all, when nothing exports
+        spans and no caller's trace is continued; else None (``start`` decides)."""
+        if self.tracer is not None or (self.trust_client and "traceparent" in request.headers):
+            return None
+        trace_hex = f"{random_uuid_int():032x}"
+        return f"00-{trace_hex}-{random_span_id():016x}-00", trace_hex
+
     def start(self, request: web.Request) -> tuple[Span, str, str | None]:
         """The request's span, its ``traceparent``, and the hex id of the trace when it begins here."""
         parent = None
@@ -131,6 +139,17 @@ def error_envelope(request: web.Request, error: Exception) -> web.StreamResponse
     return error_response(ApiError.of(ErrorCode.INTERNAL, "internal error"))
 
 
+def _request_id(request: web.Request, new_trace: str | None) -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER)
+    if incoming is not None and _SAFE_REQUEST_ID.fullmatch(incoming) is not None:
+        return incoming
+    if new_trace is not None:
+        # A trace begun here has a random UUID for id: it serves as the request id too, so the id a
+        # client sees finds the request's log lines, bus messages and events.
+        return dashed(new_trace)
+    return new_request_id()
+
+
 class Edge:
     """Wraps route handlers; one per application."""
 
@@ -139,19 +158,38 @@ class Edge:
         self.tracing = tracing
 
     def wrap(self, route: Route) -> Handler:
+        traced = self._traced(route)
+        if not route.local:
+            return traced
+        if route.access != "public":
+            raise ValueError(f"{route.path}: a local route takes no token, so it must be public")
+        handler, tracing = route.handler, self.tracing
+
+        async def local_edge(request: web.Request) -> web.StreamResponse:
+            # No bus request follows, so no span and no current context: only the response's ids.
+            ids = tracing.ids(request)
+            if ids is None:
+                return await traced(request)
+            span_traceparent, trace_hex = ids
+            request_id = _request_id(request, trace_hex)
+            request[REQUEST_ID] = request_id
+            try:
+                response = await handler(request)
+            except Exception as error:
+                response = error_envelope(request, error)
+            headers = response.headers
+            headers["traceparent"] = span_traceparent
+            headers[REQUEST_ID_HEADER] = request_id
+            return response
+
+        return local_edge
+
+    def _traced(self, route: Route) -> Handler:
         handler, public, verifier, tracing = route.handler, route.access == "public", self.verifier, self.tracing
 
         async def edge(request: web.Request) -> web.StreamResponse:
             span, span_traceparent, new_trace = tracing.start(request)
-            incoming = request.headers.get(REQUEST_ID_HEADER)
-            if incoming is not None and _SAFE_REQUEST_ID.fullmatch(incoming) is not None:
-                request_id = incoming
-            elif new_trace is not None:
-                # A trace begun here has a random UUID for id: it serves as the request id too, so
-                # the id a client sees finds the request's log lines, bus messages and events.
-                request_id = dashed(new_trace)
-            else:
-                request_id = new_request_id()
+            request_id = _request_id(request, new_trace)
             request[REQUEST_ID] = request_id
             token = otel_context.attach(trace.set_span_in_context(span, _ROOT))
             try:
@@ -191,4 +229,4 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-NO_ROUTE = Route("*", "/{tail:.*}", no_route, "Anything no route matches", access="public", enveloped=False)
+NO_ROUTE = Route("*", "/{tail:.*}", no_route, "Anything no route matches", access="public", enveloped=False, local=True)

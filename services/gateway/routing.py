@@ -30,6 +30,9 @@ class Route:
     response_headers: tuple[str, ...] = field(default_factory=tuple)
     description: str | None = None
     media_type: str = "application/json"  # of the success body (NDJSON exports stream another)
+    # Answered by the gateway alone (no bus request, no token): no trace context is made current for
+    # it, though its response still names a trace and a request id (services/gateway/edge.py).
+    local: bool = False
 
 
 def body_of(model: type[BaseModel], *, without: tuple[str, ...] = ()) -> type[BaseModel]:

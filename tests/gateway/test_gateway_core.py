@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from services.gateway.settings import GatewaySettings
 from tests.support import Gateway, NatsServer, free_port, running_gateway
@@ -217,3 +218,17 @@ async def test_ready_reports_each_embedded_stores_wal_and_checkpoints(system: Ga
     assert auth["wal_limit_bytes"] == 64 * 1024 * 1024
     assert 0 <= auth["wal_bytes"] < auth["wal_limit_bytes"]
     assert auth["seconds_since_checkpoint"] >= 0
+
+
+def test_a_local_route_must_be_public() -> None:
+    """A local route skips the token check along with the trace context: only a public one may."""
+    from services.gateway.edge import Edge, EdgeTrace
+    from services.gateway.routing import Route
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    edge = Edge(verifier=None, tracing=EdgeTrace(trust_client=False, tracer=None))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be public"):
+        edge.wrap(Route("GET", "/mine", handler, "a user's", access="user", local=True))
+    edge.wrap(Route("GET", "/anyone", handler, "anyone's", access="public", local=True))

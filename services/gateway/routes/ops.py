@@ -122,9 +122,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("GET", "/health", health, "Liveness: the gateway process answers", access="public", enveloped=False),
+    Route(
+        "GET", "/health", health, "Liveness: the gateway process answers", access="public", enveloped=False, local=True
+    ),
     Route("GET", "/ready", ready, "Readiness: the bus and every service answer", access="public"),
-    Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document", access="public", enveloped=False),
+    Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document", access="public", enveloped=False, local=True),
     Route(
         "GET",
         "/ping/{service}",
