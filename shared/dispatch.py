@@ -33,7 +33,7 @@ from contracts.envelope import ErrorCode, Reply
 from shared import callerproof
 from shared.errors import ServiceError
 from shared.store.base import StoreUnavailable
-from shared.telemetry import remote_parent, unrecorded_span
+from shared.telemetry import ReceivedSpan, remote_parent
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,10 @@ class Dispatcher:
         self.endpoints.append(Endpoint(self, subject, model, handler, queue=queue, max_workers=max_workers))
 
     def span(self, subject: str, headers: dict[str, str] | None) -> Span:
-        parent = remote_parent(headers.get("traceparent"), headers.get("tracestate")) if headers else None
+        header, state = (headers.get("traceparent"), headers.get("tracestate")) if headers else (None, None)
         if self.tracer is None:
-            return unrecorded_span(parent)
+            return ReceivedSpan(header, state)
+        parent = remote_parent(header, state)
         context = trace.set_span_in_context(NonRecordingSpan(parent), _ROOT) if parent is not None else _ROOT
         return self.tracer.start_span(
             f"{subject} process",

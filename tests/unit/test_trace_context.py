@@ -101,3 +101,35 @@ def test_an_ids_only_span_injects_what_the_w3c_propagator_writes(parent: str | N
     finally:
         otel_context.detach(token)
     assert ours == theirs and ours["traceparent"] == span.traceparent
+
+
+@pytest.mark.parametrize(
+    "header", [None, f"00-{TRACE}-{SPAN}-01", "garbage", f"00-{'0' * 32}-{SPAN}-01", f"ff-{TRACE}-{SPAN}-01"]
+)
+def test_a_received_span_is_the_ids_only_child_of_its_header_made_when_first_asked(
+    header: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared import telemetry
+
+    parsed: list[str | None] = []
+    real = telemetry.remote_parent
+    monkeypatch.setattr(telemetry, "remote_parent", lambda h, s=None: parsed.append(h) or real(h, s))
+    span = telemetry.ReceivedSpan(header, "vendor=value")
+    assert parsed == []  # nothing parsed until someone asks
+    context = span.get_span_context()
+    assert span.get_span_context() is context and parsed == [header]  # once, then the same ids
+    parent = real(header, "vendor=value")
+    if parent is not None:
+        assert context.trace_id == parent.trace_id and context.span_id != parent.span_id
+        assert context.trace_state == TraceState([("vendor", "value")])
+    else:
+        assert context.is_valid  # an absent or invalid header starts a new trace
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        ours: dict[str, str] = {}
+        theirs: dict[str, str] = {}
+        inject_trace(ours)
+        W3C.inject(theirs)
+    finally:
+        otel_context.detach(token)
+    assert ours == theirs and ours["traceparent"] == span.traceparent
