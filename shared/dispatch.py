@@ -57,10 +57,22 @@ _ROOT = otel_context.Context()
 _NO_RESULT = b'{"ok":true}'
 
 
+class Encoded:
+    """A handler's result already in its JSON form, made by its model's serializer, sent as it is:
+    a hot read whose reply many requests share encodes it once (``shared.decoded``)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, model: BaseModel) -> None:
+        self.json = pydantic_core.to_json(model)
+
+
 def success(result: Any) -> bytes:
     """``Reply.success(result)`` as JSON, straight from pydantic's serializer (no dict in between)."""
     if result is None:
         return _NO_RESULT  # as the envelope without its None fields
+    if type(result) is Encoded:
+        return b'{"ok":true,"result":' + result.json + b"}"
     return b'{"ok":true,"result":' + pydantic_core.to_json(result) + b"}"
 
 

@@ -11,6 +11,7 @@ from contracts.identity import Caller
 from services.auth import repository as repo
 from services.auth.context import AuthContext
 from services.auth.keys import utcnow
+from shared.dispatch import Encoded
 from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
@@ -29,11 +30,11 @@ def _own(tx: Transaction, caller: Caller) -> repo.UserRecord:
     return _in_tenant(None if user is None else (user.tenant_id, user), caller)
 
 
-async def get_me(ctx: AuthContext, message: api.GetMe) -> api.UserPublic:
-    """The caller's user (never its password hash)."""
+async def get_me(ctx: AuthContext, message: api.GetMe) -> Encoded:
+    """The caller's user (a ``UserPublic``: never its password hash)."""
     caller = caller_of(message)
 
-    def read(tx: Transaction) -> api.UserPublic:
+    def read(tx: Transaction) -> Encoded:
         return _in_tenant(repo.get_public_user(tx, caller.user_id), caller)
 
     return await ctx.store.run(read)

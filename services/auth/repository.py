@@ -33,6 +33,7 @@ from contracts.envelope import ErrorCode
 from services.auth.keys import SigningKey
 from services.auth.lockout import AccountFailures, AddressFailures, WindowCount
 from shared.decoded import DecodedCache
+from shared.dispatch import Encoded
 from shared.errors import ServiceError
 from shared.store import Transaction
 from shared.store.tuples import FastSubspace
@@ -175,17 +176,17 @@ def get_user(tx: Transaction, user_id: UUID) -> UserRecord | None:
     return _load(tx, USER.pack((str(user_id),)), UserRecord)
 
 
-def _public_user_of(raw: bytes) -> tuple[UUID, UserPublic]:
+def _public_user_of(raw: bytes) -> tuple[UUID, Encoded]:
     user = UserRecord.model_validate_json(raw)
-    return user.tenant_id, user.public()
+    return user.tenant_id, Encoded(user.public())
 
 
 _PUBLIC_USERS = DecodedCache(_public_user_of)
 
 
-def get_public_user(tx: Transaction, user_id: UUID) -> tuple[UUID, UserPublic] | None:
-    """A user's tenant and profile, for reading only: decoded once per stored value and shared
-    between reads (``shared.decoded``), so never to be changed."""
+def get_public_user(tx: Transaction, user_id: UUID) -> tuple[UUID, Encoded] | None:
+    """A user's tenant and profile (a ``UserPublic``, encoded), for reading only: made once per
+    stored value and shared between reads (``shared.decoded``)."""
     raw = tx.get(USER.pack((str(user_id),)))
     return None if raw is None else _PUBLIC_USERS(raw)
 

@@ -41,6 +41,7 @@ import fdb.tuple
 from contracts import session as api
 from services.session import rules
 from shared.decoded import DecodedCache
+from shared.dispatch import Encoded
 from shared.store import Transaction, decode_counter
 from shared.store.tuples import FastSubspace
 
@@ -115,16 +116,17 @@ def get(tx: Transaction, session_id: UUID) -> SessionRecord | None:
     return None if raw is None else SessionRecord.model_validate_json(raw)
 
 
-def _public_of(raw: bytes) -> api.Session:
-    return SessionRecord.model_validate_json(raw).public()
+def _public_of(raw: bytes) -> tuple[api.Session, Encoded]:
+    public = SessionRecord.model_validate_json(raw).public()
+    return public, Encoded(public)
 
 
 _PUBLIC = DecodedCache(_public_of)
 
 
-def get_public(tx: Transaction, session_id: UUID) -> api.Session | None:
-    """A session as clients see it, for reading only: decoded once per stored value and shared
-    between reads (``shared.decoded``), so never to be changed."""
+def get_public(tx: Transaction, session_id: UUID) -> tuple[api.Session, Encoded] | None:
+    """A session as clients see it and its reply JSON, for reading only: made once per stored value
+    and shared between reads (``shared.decoded``), so never to be changed."""
     raw = tx.get(SESSION.pack((str(session_id),)))
     return None if raw is None else _PUBLIC(raw)
 

@@ -32,8 +32,12 @@ def owned(session: S | None, caller: Caller) -> S:
     """The caller's own session. Anyone else's, in this tenant or another, is "not found": one rule
     on every route, so a session id tells nothing about whether it exists."""
     if session is None or session.user_id != caller.user_id or session.tenant_id != caller.tenant_id:
-        raise ServiceError(ErrorCode.NOT_FOUND, "session not found")
+        raise not_found()
     return session
+
+
+def not_found() -> ServiceError:
+    return ServiceError(ErrorCode.NOT_FOUND, "session not found")
 
 
 def check_precondition(session: api.Session, if_match: list[int] | None) -> None:

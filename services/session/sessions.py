@@ -15,6 +15,7 @@ from contracts.identity import Caller
 from services.session import repository as repo
 from services.session import rules
 from services.session.context import SessionContext, caller_actor, session_event, utcnow
+from shared.dispatch import Encoded
 from shared.errors import ServiceError, caller_of
 from shared.store import Transaction
 
@@ -43,10 +44,18 @@ async def create(ctx: SessionContext, message: api.CreateSession) -> api.Session
     return record.public()
 
 
-async def get(ctx: SessionContext, message: api.GetSession) -> api.Session:
-    """One of the caller's sessions."""
+async def get(ctx: SessionContext, message: api.GetSession) -> Encoded:
+    """One of the caller's sessions (an ``api.Session``, encoded once per stored version)."""
     caller = caller_of(message)
-    return await ctx.store.run(lambda tx: rules.owned(repo.get_public(tx, message.session_id), caller))
+
+    def read(tx: Transaction) -> Encoded:
+        found = repo.get_public(tx, message.session_id)
+        if found is None:
+            raise rules.not_found()
+        rules.owned(found[0], caller)
+        return found[1]
+
+    return await ctx.store.run(read)
 
 
 async def list_sessions(ctx: SessionContext, message: api.ListSessions) -> api.SessionPage:

@@ -36,7 +36,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,26 +400,22 @@ class EmbeddedStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[apsw.Connection]:
+    def _take_reader(self) -> tuple[apsw.Connection, list[apsw.Connection]]:
         """A read connection of this thread (a second one when a transaction function runs another
-        transaction of the same store)."""
+        transaction of the same store), and the list to give it back to. Not a context manager: on a
+        point read that cost as much as the read."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
         free: list[apsw.Connection] | None = getattr(self._local, "free", None)
         if free is None:
             free = self._local.free = []
         if free:
-            conn = free.pop()
-        else:
-            conn = self._open(busy_timeout_ms=_READ_BUSY_TIMEOUT_MS)
-            conn.wal_autocheckpoint(0)  # only the writer checkpoints
-            with self._lock:
-                self._connections.append(conn)
-        try:
-            yield conn
-        finally:
-            free.append(conn)
+            return free.pop(), free
+        conn = self._open(busy_timeout_ms=_READ_BUSY_TIMEOUT_MS)
+        conn.wal_autocheckpoint(0)  # only the writer checkpoints
+        with self._lock:
+            self._connections.append(conn)
+        return conn, free
 
     def _start_writer(self) -> None:
         with self._lock:
@@ -430,13 +426,16 @@ class EmbeddedStore:
 
     # Running transactions.
     def _attempt(self, fn: Callable[[EmbeddedTransaction], T]) -> tuple[T, _Commit | None]:
-        with self._reader() as conn:
+        conn, free = self._take_reader()
+        try:
             tx = EmbeddedTransaction(conn)
             try:
                 result = fn(tx)
                 tx.check_commit()
             finally:
                 tx.finish()
+        finally:
+            free.append(conn)
         if not tx.writes and not tx.range_clears:
             return result, None
         return result, _Commit(tx.observations, tx.range_clears, tx.writes, deadline=0.0)

@@ -40,3 +40,19 @@ def test_the_oldest_value_goes_first_past_the_size() -> None:
 def test_a_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         DecodedCache(bytes.decode, size=0)
+
+
+def test_an_encoded_result_is_sent_exactly_as_its_model_would_be() -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from contracts.auth import UserPublic
+    from contracts.envelope import Reply
+    from shared.dispatch import Encoded, success
+
+    now = datetime.now(UTC)
+    user = UserPublic(
+        id=uuid.uuid4(), email="ann@example.com", name="Ann", tenant_id=uuid.uuid4(), roles=["admin"], created_at=now
+    )
+    assert success(Encoded(user)) == success(user)
+    assert Reply.model_validate_json(success(Encoded(user))).result == user.model_dump(mode="json")
