@@ -68,13 +68,16 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> Any:
     raise AssertionError(f"condition not met within {timeout}s (last: {last})")
 
 
-def start_runner(data_dir: Path, gateway_port: int, nats_port: int) -> subprocess.Popen[str]:
+def start_runner(
+    data_dir: Path, gateway_port: int, nats_port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "CODITECT_DATA_DIR": str(data_dir),
         "CODITECT_GATEWAY_PORT": str(gateway_port),
         "CODITECT_NATS_PORT": str(nats_port),
         "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "shared.supervisor", "up"],
@@ -112,6 +115,36 @@ def runner(tmp_path: Path) -> Iterator[Runner]:
         yield running
     finally:
         stop_runner(process)
+
+
+def test_two_gateway_workers_share_the_port_and_stop_with_the_rest(tmp_path: Path) -> None:
+    gateway_port, nats_port = free_port(), free_port()
+    process = start_runner(tmp_path / "data", gateway_port, nats_port, {"CODITECT_GATEWAY_WORKERS": "2"})
+    running = Runner(process, gateway_port, nats_port, tmp_path / "data")
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            running.announced += line
+            if "ready: gateway at" in line:
+                break
+        gateways = [p for p in running.children() if "services.gateway" in p.cmdline()]
+        assert len(gateways) == 2
+
+        def listening(gateway: psutil.Process) -> bool:
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == gateway_port for c in gateway.net_connections("tcp")
+            )
+
+        wait_until(lambda: all(listening(gateway) for gateway in gateways), 10)
+        for _ in range(10):  # a new connection each time: whichever process takes it answers
+            assert http("GET", f"{running.api}/health")[0] == 200
+        assert (tmp_path / "data" / "logs" / "gateway-2.log").exists()
+    finally:
+        output = running.announced + stop_runner(process)
+    assert process.returncode == 0, output
+    for gateway in gateways:
+        assert not gateway.is_running() or gateway.status() == psutil.STATUS_ZOMBIE
+    assert not port_in_use(gateway_port)
 
 
 def port_in_use(port: int) -> bool:
