@@ -29,6 +29,7 @@ from contracts import auth, subjects
 from contracts.envelope import ErrorCode, Reply
 from contracts.events import Event
 from shared.buspolicy import inbox_prefix
+from shared.dispatch import NO_RESULT, SUCCESS_PREFIX
 from shared.requester import Requester
 from shared.settings import CommonSettings
 from shared.telemetry import inject_trace
@@ -238,6 +239,19 @@ async def request(
     headers: dict[str, str] | None = None,
 ) -> Reply:
     """Send a request and return its reply; no responders and timeouts become error replies."""
+    answer = await exchange(connection, subject, payload, timeout=timeout, headers=headers)
+    return answer if isinstance(answer, Reply) else parse_reply(subject, answer)
+
+
+async def exchange(
+    connection: Client | Requester,
+    subject: str,
+    payload: BaseModel | dict[str, Any] | bytes,
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> bytes | Reply:
+    """``request``'s reply as the bytes that came back, or the error reply when none came."""
     if isinstance(payload, bytes):
         body = payload
     elif isinstance(payload, BaseModel):
@@ -257,7 +271,20 @@ async def request(
         return Reply.failure(ErrorCode.TIMEOUT, f"{subject} did not answer within {timeout:g}s")
     except (nats.errors.ConnectionClosedError, IncorrectState):
         return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the bus is not connected")
-    return parse_reply(subject, message.data)
+    data: bytes = message.data
+    return data
+
+
+def success_result(data: bytes) -> bytes | None:
+    """A success reply's result as the service wrote it, not parsed: the JSON between the envelope's
+    head and its last brace, exactly as ``shared.dispatch.success`` frames it (``null`` for none);
+    None for any other reply. A route that passes a result on unread saves parsing the reply and
+    encoding the result again."""
+    if data.startswith(SUCCESS_PREFIX) and data.endswith(b"}"):
+        return data[len(SUCCESS_PREFIX) : -1]
+    if data == NO_RESULT:
+        return b"null"
+    return None
 
 
 def parse_reply(subject: str, data: bytes) -> Reply:

@@ -54,7 +54,8 @@ def bind(ctx: C, use_case: Callable[[C, Any], Awaitable[Any]]) -> Handler:
 
 
 _ROOT = otel_context.Context()
-_NO_RESULT = b'{"ok":true}'
+NO_RESULT = b'{"ok":true}'
+SUCCESS_PREFIX = b'{"ok":true,"result":'  # the gateway passes what follows on unparsed (shared.bus.success_result)
 
 
 class Encoded:
@@ -70,10 +71,10 @@ class Encoded:
 def success(result: Any) -> bytes:
     """``Reply.success(result)`` as JSON, straight from pydantic's serializer (no dict in between)."""
     if result is None:
-        return _NO_RESULT  # as the envelope without its None fields
+        return NO_RESULT  # as the envelope without its None fields
     if type(result) is Encoded:
-        return b'{"ok":true,"result":' + result.json + b"}"
-    return b'{"ok":true,"result":' + pydantic_core.to_json(result) + b"}"
+        return SUCCESS_PREFIX + result.json + b"}"
+    return SUCCESS_PREFIX + pydantic_core.to_json(result) + b"}"
 
 
 def failure(error: Exception, handler: str) -> bytes:

@@ -87,6 +87,13 @@ class BusLink:
     async def request(
         self, subject: str, payload: BaseModel | dict[str, Any] | bytes, *, timeout: float | None = None
     ) -> Reply:
+        answer = await self.exchange(subject, payload, timeout=timeout)
+        return answer if isinstance(answer, Reply) else bus.parse_reply(subject, answer)
+
+    async def exchange(
+        self, subject: str, payload: BaseModel | dict[str, Any] | bytes, *, timeout: float | None = None
+    ) -> bytes | Reply:
+        """The reply's bytes as they came (``shared.bus.exchange``), or the error reply when none came."""
         connection = self._connection
         if connection is None or not connection.is_connected:
             return Reply.failure(ErrorCode.SERVICE_UNAVAILABLE, "the bus is not connected")
@@ -94,4 +101,4 @@ class BusLink:
         if self.signer is not None and isinstance(payload, BusRequest) and payload.caller is not None:
             # Services believe a caller only with this (one signature per caller per window).
             headers = {callerproof.HEADER: self.signer.assertion(payload.caller)}
-        return await bus.request(connection, subject, payload, timeout=timeout or self.timeout, headers=headers)
+        return await bus.exchange(connection, subject, payload, timeout=timeout or self.timeout, headers=headers)

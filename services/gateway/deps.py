@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
@@ -14,6 +15,7 @@ from services.gateway.client_address import ClientAddress
 from services.gateway.edge import CALLER, REQUEST_ID
 from services.gateway.http import ApiError, parse, unwrap
 from services.gateway.settings import GatewaySettings
+from shared import bus
 
 BUS_KEY = web.AppKey("bus", BusLink)
 SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
@@ -55,7 +57,23 @@ async def send(
 ) -> Any:
     """Validate at the edge, attach the verified caller (never the client's claim of one), and send
     (``timeout``: longer than the default for the few requests whose work grows with the data)."""
+    return unwrap(await request.app[BUS_KEY].request(subject, _message(request, model, data), timeout=timeout))
+
+
+async def send_for_json(request: web.Request, subject: str, model: type[BusRequest], data: dict[str, Any]) -> bytes:
+    """``send`` for a route that passes the result on unread: the result's JSON as the service wrote
+    it (not parsed, not encoded again), or the error it carries raised."""
+    answer = await request.app[BUS_KEY].exchange(subject, _message(request, model, data))
+    if isinstance(answer, bytes):
+        result = bus.success_result(answer)
+        if result is not None:
+            return result
+        answer = bus.parse_reply(subject, answer)
+    return orjson.dumps(unwrap(answer))
+
+
+def _message(request: web.Request, model: type[BusRequest], data: dict[str, Any]) -> Any:
     fields = {key: value for key, value in data.items() if key not in IDENTITY_FIELDS}
     fields["caller"] = request.get(CALLER)  # one validation for the whole message
     fields["client"] = client_of(request)
-    return unwrap(await request.app[BUS_KEY].request(subject, parse(model, fields), timeout=timeout))
+    return parse(model, fields)

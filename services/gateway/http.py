@@ -82,6 +82,12 @@ def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> w
     return json_response({"success": True, "data": data}, status, headers)
 
 
+def ok_json(result: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """``ok`` for a result that is JSON already (as a service wrote it)."""
+    body = b'{"success":true,"data":' + result + b"}"
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
 def no_content() -> web.Response:
     return web.Response(status=204)
 

@@ -56,3 +56,31 @@ def test_an_encoded_result_is_sent_exactly_as_its_model_would_be() -> None:
     )
     assert success(Encoded(user)) == success(user)
     assert Reply.model_validate_json(success(Encoded(user))).result == user.model_dump(mode="json")
+
+
+def test_the_gateway_takes_a_success_result_as_the_service_framed_it() -> None:
+    import pydantic_core
+
+    from contracts.auth import UserPublic
+    from contracts.envelope import ErrorCode
+    from shared.bus import success_result
+    from shared.dispatch import Encoded, failure, success
+    from shared.errors import ServiceError
+
+    user = UserPublic.model_validate(
+        {
+            "id": "0b7c5a4e-7c1e-4d0a-9a53-1b0a3e6f1c11",
+            "email": "ann@example.com",
+            "name": 'Ann "}"',
+            "tenant_id": "1b7c5a4e-7c1e-4d0a-9a53-1b0a3e6f1c11",
+            "roles": ["admin"],
+            "created_at": "2026-12-05T06:33:01Z",
+        }
+    )
+    for result in (user, Encoded(user), {"items": [1, 2], "next_cursor": None}, [], "text", 0):
+        framed = success_result(success(result))
+        expected = result.json if isinstance(result, Encoded) else pydantic_core.to_json(result)
+        assert framed == expected, result
+    assert success_result(success(None)) == b"null"
+    assert success_result(failure(ServiceError(ErrorCode.NOT_FOUND, "gone"), "h")) is None
+    assert success_result(b"not json") is None

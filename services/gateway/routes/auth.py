@@ -8,9 +8,9 @@ from aiohttp import web
 
 from contracts import auth
 from contracts.identity import BusRequest, Caller
-from services.gateway.deps import caller_of, send
+from services.gateway.deps import caller_of, send, send_for_json
 from services.gateway.edge import VERIFIER_KEY
-from services.gateway.http import ApiError, json_response, no_content, ok, read_json
+from services.gateway.http import ApiError, json_response, no_content, ok, ok_json, read_json
 from services.gateway.routing import Route, body_of
 from services.gateway.tokens import JwksVerifier
 
@@ -78,7 +78,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def get_me(request: web.Request) -> web.Response:
-    return ok(await send(request, auth.GET_ME, auth.GetMe, {}))
+    return ok_json(await send_for_json(request, auth.GET_ME, auth.GetMe, {}))
 
 
 async def update_me(request: web.Request) -> web.Response:

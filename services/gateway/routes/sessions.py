@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from contracts import session
-from services.gateway.deps import IDENTITY_FIELDS, send
-from services.gateway.http import no_content, ok, read_json
+from services.gateway.deps import IDENTITY_FIELDS, send, send_for_json
+from services.gateway.http import no_content, ok, ok_json, read_json
 from services.gateway.routing import Route, body_of
 
 # Fields the gateway sets from the path and headers: a body cannot choose them.
@@ -55,7 +56,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return _with_etag(await send(request, session.GET, session.GetSession, _id(request)))
+    result = await send_for_json(request, session.GET, session.GetSession, _id(request))
+    return ok_json(result, headers={"ETag": f'"{orjson.loads(result)["version"]}"'})
 
 
 async def update_session(request: web.Request) -> web.Response:
