@@ -33,8 +33,9 @@ def if_match_versions(header: str | None) -> list[int] | None:
     return versions
 
 
-def _with_etag(result: Any, status: int = 200) -> web.Response:
-    return ok(result, status=status, headers={"ETag": f'"{result["version"]}"'})
+def _with_etag(result: bytes, status: int = 200) -> web.Response:
+    """A session (its JSON as the service wrote it) with its version as a strong ETag."""
+    return ok_json(result, status=status, headers={"ETag": f'"{orjson.loads(result)["version"]}"'})
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -47,7 +48,9 @@ def _id(request: web.Request) -> dict[str, Any]:
 
 
 async def create_session(request: web.Request) -> web.Response:
-    return _with_etag(await send(request, session.CREATE, session.CreateSession, await _body(request)), status=201)
+    return _with_etag(
+        await send_for_json(request, session.CREATE, session.CreateSession, await _body(request)), status=201
+    )
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -56,13 +59,12 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    result = await send_for_json(request, session.GET, session.GetSession, _id(request))
-    return ok_json(result, headers={"ETag": f'"{orjson.loads(result)["version"]}"'})
+    return _with_etag(await send_for_json(request, session.GET, session.GetSession, _id(request)))
 
 
 async def update_session(request: web.Request) -> web.Response:
     data = {**await _body(request), **_id(request), "if_match": if_match_versions(request.headers.get("If-Match"))}
-    return _with_etag(await send(request, session.UPDATE, session.UpdateSession, data))
+    return _with_etag(await send_for_json(request, session.UPDATE, session.UpdateSession, data))
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -73,12 +75,12 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def fork_session(request: web.Request) -> web.Response:
     data = {**await _body(request), **_id(request)}
-    return _with_etag(await send(request, session.FORK, session.ForkSession, data), status=201)
+    return _with_etag(await send_for_json(request, session.FORK, session.ForkSession, data), status=201)
 
 
 async def touch_session(request: web.Request) -> web.Response:
     await read_json(request)
-    return _with_etag(await send(request, session.TOUCH, session.TouchSession, _id(request)))
+    return _with_etag(await send_for_json(request, session.TOUCH, session.TouchSession, _id(request)))
 
 
 ROUTES = [
