@@ -16,6 +16,7 @@ from bench.system import (
     call_json,
     cpu_text,
     fastapi_reference,
+    front_count,
     register_and_login,
     trivial_server,
 )
@@ -186,13 +187,19 @@ def run(options: Options, system: System) -> tuple[list[Row], list[str]]:
             log(f"http: {name} at 1 connection: p50 {single.p50_ms:.2f} ms")
             results[name].one_connection = single
     rps = {name: m.rps for name, m in results.items()}
+    count = front_count()
+    fronts = "one process" if count == 1 else f"{count} processes sharing the port"
     rows = [
-        results["b"].row("(b)", "trivial aiohttp route", "the bench's own process: aiohttp + uvloop, one orjson body"),
+        results["b"].row(
+            "(b)",
+            "trivial aiohttp route",
+            f"the bench's own server: aiohttp + uvloop, one orjson body; {fronts} as the gateway runs",
+        ),
         results["r"].row(
             "(r)",
             "bare hop",
             "aiohttp route → raw nats-py request → raw nats-py responder in another process → back; no "
-            "middlewares, envelope, models or trace context",
+            f"middlewares, envelope, models or trace context; {fronts} of the route, as the gateway runs",
         ),
         results["p"].row(
             "(p)",
