@@ -332,6 +332,7 @@ class EmbeddedStore:
         if sync not in ("normal", "full"):
             raise ValueError("sync must be 'normal' or 'full'")
         self.path = path
+        self._wal_path = str(path.with_name(f"{path.name}-wal"))  # stat'ed on every ping: no pathlib work then
         self.deadline_seconds = deadline_seconds
         self.wal_limit_bytes = wal_limit_bytes
         self._sync = sync.upper()
@@ -615,7 +616,7 @@ class EmbeddedStore:
     # Health and metrics.
     def wal_bytes(self) -> int:
         try:
-            return self.path.with_name(f"{self.path.name}-wal").stat().st_size
+            return os.stat(self._wal_path).st_size
         except OSError:  # no WAL yet, or no store folder at all (the ping says the store is unavailable)
             return 0
 
