@@ -53,7 +53,7 @@ def chunks(events: list[Prepared], count: int, size: int = CHUNK_BYTES) -> list[
     current: list[Prepared] = []
     weight = 0
     for event in events:
-        estimate = 600 + len(str(event.body["details"]))
+        estimate = 400 + len(event.front)
         if current and (len(current) >= count or weight + estimate > size):
             runs.append(current)
             current, weight = [], 0
