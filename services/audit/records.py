@@ -52,9 +52,10 @@ class NotAnEvent(ValueError):
 
 
 # Verdicts of is_secret by key: events repeat the same few keys, and lowering and testing each one was
-# a third of reading an event. Bounded, since keys in ``data`` may come from users.
+# a third of reading an event. Bounded in count and key length, since keys in ``data`` may come from users.
 _VERDICTS: dict[str, bool] = {}
 _VERDICTS_MAX = 4096
+_VERDICT_KEY_MAX = 64
 
 
 def is_secret(key: str) -> bool:
@@ -62,7 +63,7 @@ def is_secret(key: str) -> bool:
     if verdict is None:
         lowered = key.lower()
         verdict = lowered in SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES)
-        if len(_VERDICTS) < _VERDICTS_MAX:
+        if len(_VERDICTS) < _VERDICTS_MAX and len(key) <= _VERDICT_KEY_MAX:
             _VERDICTS[key] = verdict
     return verdict
 

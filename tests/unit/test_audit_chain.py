@@ -131,3 +131,15 @@ def test_a_record_sealed_from_its_parts_is_the_canonical_record_with_its_hash() 
         assert (hash_, stored) == (expected["hash"], canonical(expected))
         assert stored == canonical_reference(expected)
         prev = hash_
+
+
+def test_remembered_secret_verdicts_stay_bounded_and_keys_past_them_are_still_scrubbed() -> None:
+    from services.audit import records
+
+    data: dict[str, object] = {f"k{index}": 1 for index in range(records._VERDICTS_MAX + 100)}
+    data["x" * 1000] = 1
+    data["late_token"] = "t"  # after the bound is reached: judged, not remembered
+    details = prepare(Event(type="t.x", data=data).model_dump_json().encode()).body["details"]
+    assert "late_token" not in details and "k0" in details and "x" * 1000 in details
+    assert len(records._VERDICTS) <= records._VERDICTS_MAX
+    assert "x" * 1000 not in records._VERDICTS
