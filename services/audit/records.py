@@ -52,7 +52,7 @@ class NotAnEvent(ValueError):
 
 
 # Verdicts of is_secret by key: events repeat the same few keys, and lowering and testing each one was
-# a third of reading an event. Bounded in count and key length, since keys in ``data`` may come from users.
+# much of the walk over ``data``. Bounded in count and key length: keys in ``data`` may come from users.
 _VERDICTS: dict[str, bool] = {}
 _VERDICTS_MAX = 4096
 _VERDICT_KEY_MAX = 64

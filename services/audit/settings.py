@@ -20,8 +20,8 @@ class AuditSettings(CommonSettings):
         default=0.0,
         ge=0,
         le=1.0,
-        description="When a fetch finds less than a batch, wait up to this long for more: fuller batches (less CPU "
-        "per event at steady rates) for at most this much more latency before an event is recorded. 0: no wait.",
+        description="When a fetch finds less than a batch, wait up to this long for more: fuller batches when events "
+        "trickle in, for at most this much more latency before an event is recorded. 0 (default): no wait.",
     )
     audit_commit_chunk: int = Field(
         default=500, ge=1, le=5000, description="Records of one tenant appended per store transaction (FDB limits)."
