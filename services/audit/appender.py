@@ -53,7 +53,7 @@ def chunks(events: list[Prepared], count: int, size: int = CHUNK_BYTES) -> list[
     current: list[Prepared] = []
     weight = 0
     for event in events:
-        estimate = 600 + len(str(event.body["details"]))
+        estimate = 400 + len(event.front)
         if current and (len(current) >= count or weight + estimate > size):
             runs.append(current)
             current, weight = [], 0
@@ -101,6 +101,7 @@ class Appender:
         self.ctx = ctx
         self.since_checkpoint: dict[str, int] = {}
         self.appended = 0  # records appended by this process (tests and the bench read it)
+        self.batches = 0  # fetched batches recorded and acknowledged (tests read it)
 
     def consumer_config(self) -> ConsumerConfig:
         settings = self.ctx.settings
@@ -184,13 +185,13 @@ class Appender:
     async def _consume(self, puller: Puller, stop: asyncio.Event) -> None:
         """Two stages: this loop fetches and reads batch N+1 while the writer commits batch N (the commit
         runs on the store's thread, so the two overlap). The writer takes batches in fetch order."""
-        batch = self.ctx.settings.audit_fetch_batch
+        batch, linger = self.ctx.settings.audit_fetch_batch, self.ctx.settings.audit_fetch_linger_seconds
         ready: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH - 1)
         writer = asyncio.create_task(self._write(ready, stop))
         try:
             while not stop.is_set() and not writer.done():
                 try:
-                    messages = await puller.fetch(batch, timeout=FETCH_TIMEOUT_SECONDS)
+                    messages = await puller.fetch(batch, timeout=FETCH_TIMEOUT_SECONDS, linger=linger)
                     if not messages:
                         continue
                 except Exception as error:
@@ -219,6 +220,7 @@ class Appender:
         )
         if not all(results):
             return False
+        self.batches += 1
         try:
             for message in batch.messages:
                 await message.ack()

@@ -53,6 +53,16 @@ def record_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(body)).hexdigest()
 
 
+def seal_split(before: bytes, after: Mapping[str, Any], prev_hash: str) -> tuple[str, bytes]:
+    """The hash and the stored bytes (canonical, with ``hash``) of the record whose keys sorting before
+    ``"hash"`` are ``before`` (their canonical JSON object, serialised once when the event was read) and
+    whose other keys are ``after``: the same bytes as ``canonical(seal_record(...))`` without serialising
+    the record twice. Both parts hold at least one key."""
+    front, tail = before[:-1], canonical(after)[1:]  # '{"actor":…,"details":…' and '"id":…}'
+    hash_ = hashlib.sha256(prev_hash.encode("ascii") + front + b"," + tail).hexdigest()
+    return hash_, b"".join((front, b',"hash":"', hash_.encode("ascii"), b'",', tail))
+
+
 def seal_record(body: dict[str, Any]) -> dict[str, Any]:
     """The record with its hash (``body`` carries ``prev_hash``)."""
     return {**body, "hash": record_hash(body["prev_hash"], body)}

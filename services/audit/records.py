@@ -16,7 +16,7 @@ from uuid import UUID
 
 import orjson
 
-from services.audit.chain import NO_TENANT, timestamp
+from services.audit.chain import NO_TENANT, canonical, seal_split, timestamp
 
 # Never recorded, whatever event carries them (events should not; this is the second line).
 SECRET_KEYS = frozenset(
@@ -51,22 +51,41 @@ class NotAnEvent(ValueError):
     """The message cannot be read as an event: acknowledged and logged, never recorded."""
 
 
+# Verdicts of is_secret by key: events repeat the same few keys, and lowering and testing each one was
+# much of the walk over ``data``. Bounded in count and key length: keys in ``data`` may come from users.
+_VERDICTS: dict[str, bool] = {}
+_VERDICTS_MAX = 4096
+_VERDICT_KEY_MAX = 64
+
+
 def is_secret(key: str) -> bool:
-    lowered = key.lower()
-    return lowered in SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES)
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        lowered = key.lower()
+        verdict = lowered in SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES)
+        if len(_VERDICTS) < _VERDICTS_MAX and len(key) <= _VERDICT_KEY_MAX:
+            _VERDICTS[key] = verdict
+    return verdict
 
 
 def scrub(value: Any) -> Any:
-    """``value`` without secret keys, with every number an integer or a decimal string (see chain.py)."""
-    if isinstance(value, dict):
-        return {str(k): scrub(v) for k, v in value.items() if not is_secret(str(k))}
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    """``value`` (JSON as orjson reads it: string keys) without secret keys, with every number an integer
+    or a decimal string (see chain.py)."""
+    kind = type(value)
+    if kind is dict:
+        clean = {}
+        for key, item in value.items():
+            if _VERDICTS.get(key) is False or not is_secret(key):
+                # Strings, the common case, without a call.
+                clean[key] = item if type(item) is str or item is None else scrub(item)
+        return clean
+    if kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, int):
+    if kind is list:
+        return [scrub(item) for item in value]
+    if kind is int:
         return value if -_INT64 <= value < _INT64 else str(value)
-    return repr(value) if isinstance(value, float) else str(value)
+    return repr(value) if kind is float else str(value)
 
 
 def _uuid(value: Any, name: str, *, optional: bool = True) -> str | None:
@@ -84,11 +103,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _bounded(details: dict[str, Any]) -> dict[str, Any]:
-    """Details too large for one stored value (FoundationDB: 100 kB) are replaced by their size: a record
-    that can never be written would stop the trail."""
-    size = len(orjson.dumps(details))
-    return details if size <= DETAILS_MAX_BYTES else {"truncated": True, "bytes": size}
+def _bounded(details: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The details and their canonical JSON. Details too large for one stored value (FoundationDB:
+    100 kB) are replaced by their size: a record that can never be written would stop the trail."""
+    encoded = canonical(details)
+    if len(encoded) <= DETAILS_MAX_BYTES:
+        return details, encoded
+    replaced = {"truncated": True, "bytes": len(encoded)}
+    return replaced, canonical(replaced)
 
 
 def _occurred_at(value: Any) -> str | None:
@@ -105,7 +127,7 @@ def _occurred_at(value: Any) -> str | None:
     return timestamp(occurred if occurred.tzinfo is not None else occurred.replace(tzinfo=UTC))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: its __init__ was a visible share of reading an event
 class Prepared:
     """An event read for the chain: everything but ``seq``, ``recorded_at`` and ``prev_hash``."""
 
@@ -113,6 +135,9 @@ class Prepared:
     chain: str  # the tenant id, or NO_TENANT
     body: dict[str, Any]
     users: tuple[str, ...]  # whom the record is about (the member listing index)
+    # canonical({"actor", "details"}): the keys sorting before "hash", the bulk of the record, serialised
+    # once here (``seal``); its length also sizes the transactions.
+    front: bytes
 
 
 def prepare(data: bytes) -> Prepared:
@@ -141,6 +166,7 @@ def prepare(data: bytes) -> Prepared:
     target = _text(event.get("target"))
     outcome = event.get("outcome", "success")
     data_field = event.get("data") or {}
+    details, details_json = _bounded(scrub(data_field if isinstance(data_field, dict) else {"value": data_field}))
     body = {
         "id": event_id,
         "tenant_id": tenant,
@@ -150,7 +176,7 @@ def prepare(data: bytes) -> Prepared:
         "target": target,
         "outcome": outcome if outcome in _OUTCOMES else "failure",
         "trace_id": _text(event.get("trace_id")),
-        "details": _bounded(scrub(data_field) if isinstance(data_field, dict) else {"value": scrub(data_field)}),
+        "details": details,
     }
     users = []
     if actor["user_id"] is not None:
@@ -159,7 +185,9 @@ def prepare(data: bytes) -> Prepared:
         about = _uuid(target.removeprefix("user:"), "target", optional=True)
         if about is not None and about not in users:
             users.append(about)
-    return Prepared(event_id=event_id, chain=tenant or NO_TENANT, body=body, users=tuple(users))
+    # "actor" < "details": canonical({"actor": actor, "details": details}) without serialising details again.
+    front = b"".join((b'{"actor":', canonical(actor), b',"details":', details_json, b"}"))
+    return Prepared(event_id=event_id, chain=tenant or NO_TENANT, body=body, users=tuple(users), front=front)
 
 
 def complete(prepared: Prepared, seq: int, prev_hash: str, recorded_at: str) -> dict[str, Any]:
@@ -168,3 +196,26 @@ def complete(prepared: Prepared, seq: int, prev_hash: str, recorded_at: str) -> 
     if body["occurred_at"] is None:
         body["occurred_at"] = recorded_at
     return body
+
+
+def seal(prepared: Prepared, seq: int, prev_hash: str, recorded_at: str) -> tuple[str, bytes]:
+    """The hash and stored bytes of the record at ``seq``: ``canonical(seal_record(complete(...)))``,
+    with the front part serialised when the event was read. Every key but "actor" and "details" sorts
+    after "hash"."""
+    body = prepared.body
+    return seal_split(
+        prepared.front,
+        {
+            "id": body["id"],
+            "occurred_at": body["occurred_at"] or recorded_at,
+            "outcome": body["outcome"],
+            "prev_hash": prev_hash,
+            "recorded_at": recorded_at,
+            "seq": seq,
+            "target": body["target"],
+            "tenant_id": body["tenant_id"],
+            "trace_id": body["trace_id"],
+            "type": body["type"],
+        },
+        prev_hash,
+    )

@@ -25,8 +25,8 @@ import fdb.tuple
 import orjson
 from fdb.subspace_impl import Subspace
 
-from services.audit.chain import GENESIS_HASH, canonical, seal_record
-from services.audit.records import Prepared, complete
+from services.audit.chain import GENESIS_HASH, canonical
+from services.audit.records import Prepared, seal
 from shared.sealed_keys import SigningKey
 from shared.store import Transaction
 
@@ -86,19 +86,20 @@ def append(tx: Transaction, chain: str, events: Sequence[Prepared], recorded_at:
     # Tuple encoding concatenates: the chain's prefixes are packed once, not once per key.
     records_prefix, users_prefix, seen_prefix = _key(REC, chain), _key(BY_USER, chain), SEEN.key()
     chain_part = pack_text(chain)
-    for prepared in events:
-        seen_key = seen_prefix + pack_text(prepared.event_id)
-        if prepared.event_id in in_batch or tx.get(seen_key) is not None:
+    seen_keys = [seen_prefix + pack_text(prepared.event_id) for prepared in events]
+    # The markers read together: one query (and one check at commit) for the run, not one per event.
+    recorded = tx.get_many(seen_keys)
+    for prepared, seen_key, marker in zip(events, seen_keys, recorded, strict=True):
+        if marker is not None or prepared.event_id in in_batch:
             continue
         in_batch.add(prepared.event_id)
         seq += 1
-        record = seal_record(complete(prepared, seq, prev, recorded_at))
+        prev, stored = seal(prepared, seq, prev, recorded_at)
         seq_part = pack_seq(seq)
-        tx.set(records_prefix + seq_part, canonical(record))
+        tx.set(records_prefix + seq_part, stored)
         tx.set(seen_key, chain_part + seq_part)
         for user in prepared.users:
             tx.set(users_prefix + pack_text(user) + seq_part, b"")
-        prev = record["hash"]
         appended += 1
     if appended:
         tx.set(_key(HEAD, chain), orjson.dumps({"seq": seq, "hash": prev}))

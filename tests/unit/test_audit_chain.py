@@ -19,7 +19,7 @@ from services.audit.chain import (
     seal_record,
     sign_checkpoint,
 )
-from services.audit.records import complete, prepare
+from services.audit.records import complete, prepare, seal
 
 
 def _chain(count: int) -> list[dict[str, object]]:
@@ -90,8 +90,9 @@ def test_checkpoints_need_a_published_key_and_anchor_a_pruned_chain() -> None:
 
 def test_secrets_are_scrubbed_and_numbers_made_canonical() -> None:
     event = Event(type="t.x", data={"Password": "p", "x_token": "t", "keep": [1, 2.5, {"secret": 1}]})
-    body = prepare(event.model_dump_json().encode()).body
-    assert body["details"] == {"keep": [1, "2.5", {}]}
+    for _ in range(2):  # the second time from the remembered verdicts
+        body = prepare(event.model_dump_json().encode()).body
+        assert body["details"] == {"keep": [1, "2.5", {}]}
 
 
 def test_the_fast_key_packing_is_the_tuple_layers() -> None:
@@ -109,3 +110,36 @@ def test_details_too_large_to_store_are_replaced_by_their_size() -> None:
     event = Event(type="t.x", data={"blob": "x" * 200_000})
     details = prepare(event.model_dump_json().encode()).body["details"]
     assert details["truncated"] is True and details["bytes"] > 200_000
+
+
+def test_a_record_sealed_from_its_parts_is_the_canonical_record_with_its_hash() -> None:
+    """``seal`` splices the hash into bytes serialised in two parts; they must be exactly the canonical
+    bytes of the whole record, whatever the event holds."""
+    events = [
+        Event(type="t.x", actor=Actor(kind="human", ip="::1"), data={"n": 1, "name": 'é✓ \u2028 "q"'}),
+        Event(type="t.y", tenant_id=None, actor=Actor(), target=None, data={}),
+        Event(type="t.z", data={"z": {"b": [1, 2.5, None, True, {"hash": "h", "id": "i", "a": "a"}]}, "a": "x" * 300}),
+        Event(type="t.w", data={"blob": "x" * 200_000}),
+    ]
+    prev = GENESIS_HASH
+    for seq, event in enumerate(events, start=1):
+        body = event.model_dump(mode="json")
+        body.pop("occurred_at")  # absent: the record takes recorded_at
+        prepared = prepare(json.dumps(body).encode())
+        expected = seal_record(complete(prepared, seq, prev, "2026-01-01T00:00:00.000000Z"))
+        hash_, stored = seal(prepared, seq, prev, "2026-01-01T00:00:00.000000Z")
+        assert (hash_, stored) == (expected["hash"], canonical(expected))
+        assert stored == canonical_reference(expected)
+        prev = hash_
+
+
+def test_remembered_secret_verdicts_stay_bounded_and_keys_past_them_are_still_scrubbed() -> None:
+    from services.audit import records
+
+    data: dict[str, object] = {f"k{index}": 1 for index in range(records._VERDICTS_MAX + 100)}
+    data["x" * 1000] = 1
+    data["late_token"] = "t"  # after the bound is reached: judged, not remembered
+    details = prepare(Event(type="t.x", data=data).model_dump_json().encode()).body["details"]
+    assert "late_token" not in details and "k0" in details and "x" * 1000 in details
+    assert len(records._VERDICTS) <= records._VERDICTS_MAX
+    assert "x" * 1000 not in records._VERDICTS
