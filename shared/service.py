@@ -22,7 +22,7 @@ from contracts.events import Event
 from contracts.health import Ping, Pong
 from shared import bus
 from shared.callerproof import CallerVerifier
-from shared.dispatch import Dispatcher
+from shared.dispatch import Dispatcher, Encoded
 from shared.heap import freeze_startup_objects
 from shared.settings import CommonSettings
 from shared.store import Store, StoreUnavailable, open_store
@@ -68,6 +68,10 @@ class _StoreHealth:
         self._checked_at = -STORE_CHECK_INTERVAL
         self._ok = False
 
+    @property
+    def checked_at(self) -> float:
+        return self._checked_at
+
     async def ok(self) -> bool:
         now = time.monotonic()
         if now - self._checked_at >= STORE_CHECK_INTERVAL:
@@ -82,11 +86,17 @@ class _StoreHealth:
 
 def _register_ping(ctx: ServiceContext) -> None:
     store_health = _StoreHealth(ctx.store)
+    # A ping without an echo is the same answer until the store is checked again (at most a second):
+    # made and encoded once per check, not per ping.
+    answered: dict[tuple[float, bool], Encoded] = {}
 
-    async def ping(message: Ping) -> Pong:
+    async def ping(message: Ping) -> Pong | Encoded:
         """Health ping: answers while the process is up, and says whether its store answers."""
         store_ok = await store_health.ok()
-        return Pong(
+        check = (store_health.checked_at, store_ok)
+        if message.echo is None and check in answered:
+            return answered[check]
+        pong = Pong(
             service=ctx.name,
             instance=ctx.instance,
             status="ok" if store_ok else "degraded",
@@ -94,6 +104,10 @@ def _register_ping(ctx: ServiceContext) -> None:
             echo=message.echo,
             store_stats=ctx.store.stats(),
         )
+        if message.echo is None:
+            answered.clear()
+            answered[check] = Encoded(pong)
+        return pong
 
     ctx.dispatcher.add(subjects.ping(ctx.name), Ping, ping, queue=subjects.queue_group(ctx.name))
 

@@ -38,6 +38,7 @@ async def test_a_responder_that_never_answers_is_a_timeout(nats: NatsServer) -> 
 
     await silent.subscribe(subject, cb=ignore)
     await silent.flush()
+    await silent.flush()  # one flush can overtake the SUB (see Dispatcher.start)
     try:
         reply = await bus.request(silent, subject, {}, timeout=0.3)
     finally:

@@ -149,6 +149,7 @@ async def test_issuing_and_withdrawing_monitor_keys_leaves_requests_in_flight_an
         tasks: set[asyncio.Task[None]] = set()
         await responder.client.subscribe(subjects.rpc("auth", "slow_ping"), cb=slow_handler)
         await responder.client.flush()
+        await responder.client.flush()  # one flush can overtake the SUB (see Dispatcher.start)
 
         async def ask() -> None:
             assert requester.client is not None

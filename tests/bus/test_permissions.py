@@ -86,6 +86,9 @@ async def watching(server: NatsServer, subject: str) -> AsyncIterator[list[Msg]]
         seen.append(message)
 
     await admin.subscribe(subject, cb=keep)
+    # nats-py writes a flush's PING ahead of what is still in its buffer, so the first round trip can
+    # end before the server saw the SUB; the second PING follows it (the cause of a flaky run).
+    await admin.flush()
     await admin.flush()
     try:
         yield seen

@@ -47,6 +47,8 @@ async def echo_with_delay(connection: Client, subject: str) -> None:
         asyncio.get_running_loop().create_task(answer(msg))
 
     await connection.subscribe(subject, cb=handle)
+    await connection.flush()
+    await connection.flush()  # one flush can overtake the SUB (see Dispatcher.start)
 
 
 async def test_concurrent_requests_each_get_their_own_reply(requester: Requester, connection: Client) -> None:

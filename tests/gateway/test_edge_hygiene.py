@@ -56,6 +56,7 @@ async def impostor(gateway: Gateway, service: str, answer: Callable[[], bytes]) 
     callback: Callable[[Msg], Awaitable[None]] = respond
     subscription = await connection.subscribe(subjects.ping(service), cb=callback)
     await connection.flush()
+    await connection.flush()  # one flush can overtake the SUB (see Dispatcher.start)
     try:
         yield
     finally:
@@ -74,6 +75,13 @@ async def test_ping_replies_carry_no_host_or_process_id(system: Gateway) -> None
         assert status == 200, body
         assert body["data"] == {"service": service, "status": "ok", "store": "ok", "echo": "hi"}
         assert_no_internals(text)
+
+
+async def test_pings_without_an_echo_share_an_answer_and_an_echo_is_always_its_own(system: Gateway) -> None:
+    """A service answers echo-less pings with the answer made at its last store check; never an echo's."""
+    for echo in (None, "a", None, "b", "b", None):
+        status, _, body = await get_text(system, "/ping/auth" + (f"?echo={echo}" if echo else ""))
+        assert (status, body["data"]["echo"], body["data"]["status"]) == (200, echo, "ok")
 
 
 async def test_ready_carries_no_host_or_process_id_when_ready(system: Gateway) -> None:
@@ -145,6 +153,7 @@ async def test_an_untrusted_callers_trace_context_stops_at_the_gateway(system: G
     callback: Callable[[Msg], Awaitable[None]] = keep
     await listener.subscribe(auth.REGISTER, cb=callback)
     await listener.flush()
+    await listener.flush()  # one flush can overtake the SUB (see Dispatcher.start)
     try:
         async with system.session.post(
             f"{system.api}/auth/register",
