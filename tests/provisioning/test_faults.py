@@ -66,7 +66,9 @@ async def test_changes_made_while_the_bus_is_down_arrive_once_it_is_back(system:
     def complete(events: list[dict[str, object]]) -> bool:
         return any(e["kind"] == "deleted" for e in events) and any(e["kind"] == "moved" for e in events)
 
-    events = await wait_file_events(nats.url, subject, complete, timeout=20)
+    # Usually about 6 s from here; a slow path of about 20 s more was seen once in ten runs and failed
+    # CI once at 20 s (not yet explained: README, "Status"). What is pinned is that nothing is lost.
+    events = await wait_file_events(nats.url, subject, complete, timeout=45)
     by_path = {(e["kind"], e["path"]) for e in events}
     assert {("created", name) for name in names} <= by_path
     assert ("moved", "moved-while-down.txt") in by_path and ("deleted", "during-1.txt") in by_path
