@@ -8,7 +8,14 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.telemetry import inject_trace, random_uuid_int, remote_parent, unrecorded_span, uuid_text
+from shared.telemetry import (
+    IdsOnlySpan,
+    inject_trace,
+    random_uuid_int,
+    remote_parent,
+    unrecorded_span,
+    uuid_text,
+)
 
 W3C = TraceContextTextMapPropagator()
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -89,9 +96,7 @@ def test_a_new_trace_id_is_a_random_version_4_uuid_and_a_child_keeps_its_parents
     assert child.trace_state == TraceState([("vendor", "value")]) and not child.trace_flags.sampled
 
 
-@pytest.mark.parametrize("parent", [None, f"00-{TRACE}-{SPAN}-01"])
-def test_an_ids_only_span_injects_what_the_w3c_propagator_writes(parent: str | None) -> None:
-    span = unrecorded_span(remote_parent(parent, "vendor=value") if parent else None)
+def assert_injects_what_the_w3c_propagator_writes(span: IdsOnlySpan) -> None:
     token = otel_context.attach(trace.set_span_in_context(span))
     try:
         ours: dict[str, str] = {}
@@ -101,6 +106,12 @@ def test_an_ids_only_span_injects_what_the_w3c_propagator_writes(parent: str | N
     finally:
         otel_context.detach(token)
     assert ours == theirs and ours["traceparent"] == span.traceparent
+
+
+@pytest.mark.parametrize("parent", [None, f"00-{TRACE}-{SPAN}-01"])
+def test_an_ids_only_span_injects_what_the_w3c_propagator_writes(parent: str | None) -> None:
+    span = unrecorded_span(remote_parent(parent, "vendor=value") if parent else None)
+    assert_injects_what_the_w3c_propagator_writes(span)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +124,12 @@ def test_a_received_span_is_the_ids_only_child_of_its_header_made_when_first_ask
 
     parsed: list[str | None] = []
     real = telemetry.remote_parent
-    monkeypatch.setattr(telemetry, "remote_parent", lambda h, s=None: parsed.append(h) or real(h, s))
+
+    def counted(header: str | None, state: str | None = None) -> SpanContext | None:
+        parsed.append(header)
+        return real(header, state)
+
+    monkeypatch.setattr(telemetry, "remote_parent", counted)
     span = telemetry.ReceivedSpan(header, "vendor=value")
     assert parsed == []  # nothing parsed until someone asks
     context = span.get_span_context()
@@ -124,12 +140,4 @@ def test_a_received_span_is_the_ids_only_child_of_its_header_made_when_first_ask
         assert context.trace_state == TraceState([("vendor", "value")])
     else:
         assert context.is_valid  # an absent or invalid header starts a new trace
-    token = otel_context.attach(trace.set_span_in_context(span))
-    try:
-        ours: dict[str, str] = {}
-        theirs: dict[str, str] = {}
-        inject_trace(ours)
-        W3C.inject(theirs)
-    finally:
-        otel_context.detach(token)
-    assert ours == theirs and ours["traceparent"] == span.traceparent
+    assert_injects_what_the_w3c_propagator_writes(span)
