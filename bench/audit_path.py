@@ -4,7 +4,7 @@
 
 No bus and no other process: ``session.created`` events shaped as the session service publishes them
 (built before the clock starts) are read as the appender reads a fetched batch (``read_bodies``), cut
-into transactions (``chunks``) and appended to one tenant's chain on an embedded store in a temporary
+into transactions (``transactions``) and appended to one tenant's chain on an embedded store in a temporary
 folder, ``BATCH`` events at a time. Prints the process CPU per event (the store's writer thread
 included), split into reading and the rest (sizing, transaction, commit). For quick comparisons of the
 per-event code; ``bench.profile session-create audit`` measures the service under load.
@@ -24,7 +24,7 @@ from pathlib import Path
 from contracts import session as sessions
 from contracts.events import Actor, Event
 from services.audit import repository as repo
-from services.audit.appender import chunks, read_bodies
+from services.audit.appender import read_bodies, transactions
 from services.audit.chain import timestamp
 from shared.store.embedded import EmbeddedStore
 
@@ -70,10 +70,9 @@ async def measure(count: int, batch: int) -> tuple[float, float]:
                 began = time.process_time()
                 read = read_bodies(bodies[start : start + batch])
                 between = time.process_time()
-                for chain, events in read.by_chain.items():
-                    for run in chunks(events, 500):
-                        recorded_at = timestamp(datetime.now(UTC))
-                        await store.run(partial(repo.append, chain=chain, events=run, recorded_at=recorded_at))
+                for appends in transactions(read.by_chain, 500):
+                    recorded_at = timestamp(datetime.now(UTC))
+                    await store.run(partial(repo.append_chains, appends=appends, recorded_at=recorded_at))
                 reading += between - began
                 rest += time.process_time() - between
             head = await store.run(partial(repo.head, chain=str(tenant)))

@@ -3,7 +3,7 @@ acknowledge it.
 
 Why not FastStream's subscriber: its per-message pipeline cost about four times nats-py's fetch + ack
 (STACK-NOTES: ~11,000 vs ~43,000 msg/s), which alone would miss 10,000 records/s, and the chain wants the
-whole batch at once (one transaction per tenant chunk, hashes computed in memory), not one handler call
+whole batch at once (one transaction for the batch's tenants, hashes computed in memory), not one handler call
 per message. Why not nats-py's ``fetch`` either: see ``puller`` (same protocol, a fraction of the cost).
 
 Order and exactly-once:
@@ -39,6 +39,8 @@ from shared.puller import Puller
 
 log = logging.getLogger(__name__)
 
+Appends = dict[str, list[Prepared]]  # events to append, by chain, in one transaction
+
 # Bytes of records per transaction, well under FoundationDB's 10 MB (records are at most ~100 kB each).
 CHUNK_BYTES = 2_000_000
 FETCH_TIMEOUT_SECONDS = 1.0
@@ -47,21 +49,25 @@ FETCH_TIMEOUT_SECONDS = 1.0
 PIPELINE_DEPTH = 2
 
 
-def chunks(events: list[Prepared], count: int, size: int = CHUNK_BYTES) -> list[list[Prepared]]:
-    """Consecutive runs of at most ``count`` events and roughly ``size`` bytes."""
-    runs: list[list[Prepared]] = []
-    current: list[Prepared] = []
-    weight = 0
-    for event in events:
-        estimate = 400 + len(event.front)
-        if current and (len(current) >= count or weight + estimate > size):
-            runs.append(current)
-            current, weight = [], 0
-        current.append(event)
-        weight += estimate
+def transactions(by_chain: dict[str, list[Prepared]], count: int, size: int = CHUNK_BYTES) -> list[Appends]:
+    """A batch's events as store transactions of at most ``count`` records and roughly ``size`` bytes
+    each, several tenants' chains sharing one: a batch of many tenants' events costs one commit, not
+    one per tenant. A chain's events keep their order (its later events are in a later transaction)."""
+    groups: list[Appends] = []
+    current: Appends = {}
+    records = weight = 0
+    for chain, events in by_chain.items():
+        for event in events:
+            estimate = 400 + len(event.front)
+            if records and (records >= count or weight + estimate > size):
+                groups.append(current)
+                current, records, weight = {}, 0, 0
+            current.setdefault(chain, []).append(event)
+            records += 1
+            weight += estimate
     if current:
-        runs.append(current)
-    return runs
+        groups.append(current)
+    return groups
 
 
 @dataclass
@@ -215,11 +221,9 @@ class Appender:
 
     async def handle(self, batch: Batch, stop: asyncio.Event) -> bool:
         """Record a batch and acknowledge it; False if stopped before it was committed (no acks)."""
-        results = await asyncio.gather(
-            *(self._append_chain(chain, events, stop) for chain, events in batch.by_chain.items())
-        )
-        if not all(results):
-            return False
+        for appends in transactions(batch.by_chain, self.ctx.settings.audit_commit_chunk):
+            if not await self._append(appends, stop):
+                return False
         self.batches += 1
         try:
             for message in batch.messages:
@@ -229,25 +233,25 @@ class Appender:
             log.warning("audit could not acknowledge a committed batch (%s); it will be redelivered", error)
         return True
 
-    async def _append_chain(self, chain: str, events: list[Prepared], stop: asyncio.Event) -> bool:
-        for run in chunks(events, self.ctx.settings.audit_commit_chunk):
-            delay = 0.2
-            while True:
-                recorded_at = timestamp(datetime.now(UTC))
-                try:
-                    appended, _ = await self.ctx.store.run(
-                        partial(repo.append, chain=chain, events=run, recorded_at=recorded_at)
-                    )
-                    break
-                except Exception as error:
-                    if stop.is_set():
-                        return False
-                    log.warning("audit could not append to chain %s (%s); retrying in %.1fs", chain, error, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            self.appended += appended
-            if appended:
-                self._grew(chain, appended)
+    async def _append(self, appends: Appends, stop: asyncio.Event) -> bool:
+        """One transaction; a failure (store down, a conflict with another replica) is retried here."""
+        delay = 0.2
+        while True:
+            recorded_at = timestamp(datetime.now(UTC))
+            try:
+                append = partial(repo.append_chains, appends=appends, recorded_at=recorded_at)
+                appended = await self.ctx.store.run(append)
+                break
+            except Exception as error:
+                if stop.is_set():
+                    return False
+                log.warning("audit could not append to %d chain(s) (%s); retrying in %.1fs", len(appends), error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for chain, count in appended.items():
+            self.appended += count
+            if count:
+                self._grew(chain, count)
         return True
 
     def _grew(self, chain: str, appended: int) -> None:

@@ -17,7 +17,7 @@ the transaction as its first argument and holds no awaits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,11 @@ def append(tx: Transaction, chain: str, events: Sequence[Prepared], recorded_at:
     if appended:
         tx.set(_key(HEAD, chain), orjson.dumps({"seq": seq, "hash": prev}))
     return appended, Head(seq, prev)
+
+
+def append_chains(tx: Transaction, appends: Mapping[str, Sequence[Prepared]], recorded_at: str) -> dict[str, int]:
+    """``append`` for several chains in one transaction; how many each got."""
+    return {chain: append(tx, chain, events, recorded_at)[0] for chain, events in appends.items()}
 
 
 def record_raw(tx: Transaction, chain: str, seq: int) -> bytes | None:

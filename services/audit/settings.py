@@ -24,7 +24,10 @@ class AuditSettings(CommonSettings):
         "trickle in, for at most this much more latency before an event is recorded. 0 (default): no wait.",
     )
     audit_commit_chunk: int = Field(
-        default=500, ge=1, le=5000, description="Records of one tenant appended per store transaction (FDB limits)."
+        default=500,
+        ge=1,
+        le=5000,
+        description="Records appended per store transaction, of one tenant or several (FDB limits).",
     )
     audit_ack_wait_seconds: float = Field(
         default=30.0, gt=0, description="An event fetched but not acknowledged (a crash) is redelivered after this."
