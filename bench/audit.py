@@ -172,7 +172,7 @@ async def _run(options: Options, system: System) -> list[Row]:
     includes = (
         "events published to JetStream (≤{w} unacknowledged) → records committed by the audit service: fetched "
         "in batches from its durable pull consumer, grouped by tenant, hashed in memory, one transaction per "
-        "chunk (records, idempotency markers, per-user index, head), then acknowledged; clock from first publish "
+        "chunk of the batch's tenants (records, idempotency markers, per-user index, head), then acknowledged; clock from first publish "
         "to last commit (publishing took {p:.1f} s)"
     )
     return [

@@ -17,11 +17,12 @@ class AuditSettings(CommonSettings):
         description="Events fetched from the durable consumer at once (also its max_ack_pending).",
     )
     audit_fetch_linger_seconds: float = Field(
-        default=0.0,
+        default=0.2,
         ge=0,
         le=1.0,
         description="When a fetch finds less than a batch, wait up to this long for more: fuller batches when events "
-        "trickle in, for at most this much more latency before an event is recorded. 0 (default): no wait.",
+        "trickle in (fewer transactions and pull requests per event), for at most this much more latency before an "
+        "event is recorded. 0: no wait.",
     )
     audit_commit_chunk: int = Field(
         default=500,
