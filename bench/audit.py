@@ -172,8 +172,8 @@ async def _run(options: Options, system: System) -> list[Row]:
     includes = (
         "events published to JetStream (≤{w} unacknowledged) → records committed by the audit service: fetched "
         "in batches from its durable pull consumer, grouped by tenant, hashed in memory, one transaction per "
-        "chunk of the batch's tenants (records, idempotency markers, per-user index, head), then acknowledged; clock from first publish "
-        "to last commit (publishing took {p:.1f} s)"
+        "chunk of the batch's tenants (records, idempotency markers, per-user index, head), then acknowledged; "
+        "clock from first publish to last commit (publishing took {p:.1f} s)"
     )
     return [
         Row(
