@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ from faststream.exceptions import IncorrectState
 from faststream.nats import NatsBroker, NatsNKey
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import StreamConfig, StreamSource
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ValidationError
 
@@ -305,9 +308,23 @@ async def publish_event(broker: NatsBroker, event: Event, *, stream: str = subje
 
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
-# Below nats-py's limit of unacknowledged async publishes (4,000 by default): with room left a publish
-# takes its slot at once, without ``wait_for``'s timer and task around it (what ``wait_stall`` costs).
-_ASYNC_PENDING_ROOM = 3000
+EXPECTED_STREAM = "Nats-Expected-Stream"  # JetStream stores the event only in this stream (nats-py's ``stream=``)
+# One requester per connection for JetStream's acks (its reply subscription is started once).
+_ACK_REQUESTERS: weakref.WeakKeyDictionary[Client, Requester] = weakref.WeakKeyDictionary()
+
+
+async def _ack_requester(connection: Client) -> Requester:
+    requester = _ACK_REQUESTERS.get(connection)
+    if requester is None:
+        requester = _ACK_REQUESTERS.setdefault(connection, Requester(connection))
+    await requester.ensure_started()
+    return requester
+
+
+def acks_pending(broker: NatsBroker) -> int:
+    """JetStream acks ``publish_events`` waits for right now on this broker's connection (tests)."""
+    requester = _ACK_REQUESTERS.get(broker.config.connection_state.connection)
+    return requester.pending if requester is not None else 0
 
 
 async def publish_events(
@@ -318,43 +335,46 @@ async def publish_events(
     timeout: float = PUBLISH_TIMEOUT_SECONDS,
 ) -> list[Exception | None]:
     """Publish events (each with its JSON) to JetStream in order and wait for their acks together;
-    per event, None once acknowledged or the error (a refusal, or ``TimeoutError`` after ``timeout``).
+    per event, None once stored (or found a duplicate of its ``Nats-Msg-Id``) or the error: JetStream's
+    refusal (``nats.js.errors.APIError``), no stream (``NoStreamResponseError``), ``TimeoutError``
+    after ``timeout``, or what sending raised.
 
-    Through nats-py's ``publish_async``: one future per event, resolved by one subscription, and one
-    wait for the lot. ``publish_event`` per event (a request each: a task, a ``wait_for`` and its
-    timer) cost more of the session service's CPU than the create's transaction (README,
-    "Benchmarks"). ``Nats-Msg-Id`` makes a re-publish a no-op, as with ``publish_event``."""
-    js = broker.config.connection_state.stream
-    sent: list[asyncio.Future[Any] | Exception] = []
+    A JetStream publish is a request whose reply is the ack, so the events go out as requests on one
+    reply subscription (``shared.requester``) and are awaited together. nats-py's ``publish_async``
+    cost the publisher about 1.7 times the CPU per event (a NUID, the stdlib's JSON and a ``PubAck``
+    dataclass per ack: ``python -m bench.js_publish``), and it answers a refusal with a timeout: its
+    ack handler raises instead of failing the publish."""
+    requester = await _ack_requester(broker.config.connection_state.connection)
+    requests: list[tuple[str, bytes, dict[str, Any] | None]] = []
+    for event, payload in events:
+        headers = {"Nats-Msg-Id": str(event.id), "content-type": "application/json", EXPECTED_STREAM: stream}
+        inject_trace(headers)
+        requests.append((event.subject, payload, headers))
+    replies = await requester.request_all(requests, timeout)
+    return [_ack_outcome(reply, timeout) for reply in replies]
+
+
+def _ack_outcome(reply: Msg | Exception, timeout: float) -> Exception | None:
+    if isinstance(reply, NoRespondersError):
+        return NoStreamResponseError()
+    if isinstance(reply, NatsTimeoutError):
+        return TimeoutError(f"no JetStream ack within {timeout:g}s")
+    if isinstance(reply, Exception):
+        return reply
     try:
-        for event, payload in events:
-            headers = {"Nats-Msg-Id": str(event.id), "content-type": "application/json"}
-            inject_trace(headers)
-            stall = None if js.publish_async_pending() < _ASYNC_PENDING_ROOM else timeout
-            try:
-                future = await js.publish_async(
-                    event.subject, payload, wait_stall=stall, stream=stream, headers=headers
-                )
-            except Exception as error:  # not connected, too many unacknowledged: this one failed
-                sent.append(error)
-            else:
-                sent.append(future)
-        waiting = [future for future in sent if isinstance(future, asyncio.Future)]
-        if waiting:
-            await asyncio.wait(waiting, timeout=timeout)
-    finally:
-        for future in sent:
-            if isinstance(future, asyncio.Future) and not future.done():
-                future.cancel()  # frees its slot; an ack that still comes is ignored
-    outcomes: list[Exception | None] = []
-    for future in sent:
-        if isinstance(future, Exception):
-            outcomes.append(future)
-        elif future.cancelled():
-            outcomes.append(TimeoutError(f"no JetStream ack within {timeout:g}s"))
-        else:
-            failure = future.exception()
-            if failure is not None and not isinstance(failure, Exception):
-                failure = RuntimeError(str(failure))
-            outcomes.append(failure)
-    return outcomes
+        ack = orjson.loads(reply.data)
+    except orjson.JSONDecodeError:
+        return APIError(description="the reply is not a JetStream ack")
+    if not isinstance(ack, dict):
+        return APIError(description="the reply is not a JetStream ack")
+    error = ack.get("error")
+    if isinstance(error, dict):
+        try:
+            APIError.from_error(error)  # raises the error's class (BadRequestError, ServerError, ...)
+        except APIError as refused:
+            return refused
+        except Exception:  # an error body of an unexpected shape
+            return APIError(description=str(error))
+    if "seq" not in ack:
+        return APIError(description="the reply is not a JetStream ack")
+    return None

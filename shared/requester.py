@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from nats.aio.client import Client
@@ -37,6 +38,7 @@ class Requester:
         self._prefix = ""
         self._pending: dict[str, asyncio.Future[Msg]] = {}
         self._tokens = itertools.count()
+        self._starting = asyncio.Lock()
 
     @property
     def is_connected(self) -> bool:
@@ -44,8 +46,17 @@ class Requester:
 
     async def start(self) -> None:
         # The inbox prefix (``_INBOX.<identity>``) is the only one the bus lets this identity read.
-        self._prefix = self.connection.new_inbox() + "."
-        await self.connection.subscribe(self._prefix + "*", cb=self._on_reply)
+        prefix = self.connection.new_inbox() + "."
+        await self.connection.subscribe(prefix + "*", cb=self._on_reply)
+        self._prefix = prefix  # only once subscribed: a failed start can be tried again
+
+    async def ensure_started(self) -> None:
+        """``start`` once, however many callers ask at the same time."""
+        if self._prefix:
+            return
+        async with self._starting:
+            if not self._prefix:
+                await self.start()
 
     async def _on_reply(self, msg: Msg) -> None:
         future = self._pending.pop(msg.subject[len(self._prefix) :], None)
@@ -71,6 +82,48 @@ class Requester:
         if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
             raise NoRespondersError
         return msg
+
+    async def request_all(
+        self, requests: Sequence[tuple[str, bytes, dict[str, Any] | None]], timeout: float
+    ) -> list[Msg | Exception]:
+        """Send every request, then wait for their replies together: one wait and one timeout for the
+        lot, not a timer per request. Per request, in order: its reply, or ``NoRespondersError``, a
+        ``nats.errors.TimeoutError``, or what sending it raised."""
+        if not self._prefix:
+            raise RuntimeError("the requester is not started")
+        loop = asyncio.get_running_loop()
+        sent: list[asyncio.Future[Msg] | Exception] = []
+        tokens: list[str] = []
+        try:
+            for subject, payload, headers in requests:
+                token = str(next(self._tokens))
+                future: asyncio.Future[Msg] = loop.create_future()
+                self._pending[token] = future
+                tokens.append(token)
+                try:
+                    await self.connection.publish(subject, payload, reply=self._prefix + token, headers=headers)
+                except Exception as error:  # not connected, the buffer full: this one failed
+                    sent.append(error)
+                    continue
+                sent.append(future)
+            waiting = [future for future in sent if isinstance(future, asyncio.Future)]
+            if waiting:
+                await asyncio.wait(waiting, timeout=timeout)
+        finally:
+            for token in tokens:
+                self._pending.pop(token, None)  # a reply that still comes finds nobody waiting
+        replies: list[Msg | Exception] = []
+        for outcome in sent:
+            if isinstance(outcome, Exception):
+                replies.append(outcome)
+            elif not outcome.done():
+                outcome.cancel()
+                replies.append(NatsTimeoutError())
+            else:
+                msg = outcome.result()
+                no_responders = msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS
+                replies.append(NoRespondersError() if no_responders else msg)
+        return replies
 
     @property
     def pending(self) -> int:

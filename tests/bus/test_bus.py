@@ -9,6 +9,7 @@ import uuid
 
 import nats
 from nats.js.api import StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError
 
 from contracts import subjects
 from contracts.envelope import ErrorCode
@@ -82,7 +83,7 @@ async def test_events_published_together_are_acknowledged_each_and_stored_once_p
         info = await js.stream_info(subjects.EVENTS_STREAM, subjects_filter=first.subject)
         assert info.state.subjects == {first.subject: 2}, "the repeated id is stored once"
         assert (await js.get_last_msg(subjects.EVENTS_STREAM, first.subject)).data == payloads[second.id]
-        assert js.publish_async_pending() == 0
+        assert bus.acks_pending(broker) == 0
     finally:
         await broker.stop()
 
@@ -102,8 +103,45 @@ async def test_events_whose_acks_never_come_fail_after_the_timeout_and_free_thei
         )
         assert time.monotonic() - started < 2.0
         assert [type(outcome) for outcome in outcomes] == [TimeoutError] * 3
-        await asyncio.sleep(0)  # the futures' done callbacks run
-        assert js.publish_async_pending() == 0, "timed-out publishes keep no slot"
+        assert bus.acks_pending(broker) == 0, "timed-out publishes leave nothing waiting"
+    finally:
+        await broker.stop()
+
+
+async def test_a_refused_event_fails_at_once_with_jetstreams_reason_and_the_rest_are_stored(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        await bus.ensure_streams(broker)
+        stored, refused = Event(type=f"test.refusal_{uuid.uuid4().hex}"), None
+        refused = Event(type=stored.type)
+        started = time.monotonic()
+        outcomes = await bus.publish_events(broker, [(stored, stored.model_dump_json().encode())])
+        outcomes += await bus.publish_events(
+            broker, [(refused, refused.model_dump_json().encode())], stream="NOT_THE_EVENTS_STREAM", timeout=3.0
+        )
+        assert time.monotonic() - started < 2.0, "a refusal is an answer, not a timeout"
+        assert outcomes[0] is None
+        assert isinstance(outcomes[1], APIError) and outcomes[1].code == 400, outcomes[1]
+        js = broker.config.connection_state.stream
+        info = await js.stream_info(subjects.EVENTS_STREAM, subjects_filter=stored.subject)
+        assert info.state.subjects == {stored.subject: 1}, "only the accepted event is stored"
+        assert bus.acks_pending(broker) == 0
+    finally:
+        await broker.stop()
+
+
+async def test_events_with_no_stream_to_take_them_fail_at_once(nats: NatsServer) -> None:
+    broker = bus.make_broker(nats.url, "test")
+    await broker.start()
+    try:
+        js = broker.config.connection_state.stream
+        await js.delete_stream(subjects.EVENTS_STREAM)
+        event = Event(type="test.nowhere")
+        started = time.monotonic()
+        outcomes = await bus.publish_events(broker, [(event, event.model_dump_json().encode())], timeout=3.0)
+        assert time.monotonic() - started < 2.0
+        assert [type(outcome) for outcome in outcomes] == [NoStreamResponseError]
     finally:
         await broker.stop()
 
