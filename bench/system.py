@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from bench.common import free_port, log
+from shared.supervisor import terminate_with_parent
 
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 40.0
@@ -78,6 +79,7 @@ class System:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=terminate_with_parent,  # a killed bench leaves no system running
         )
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -174,6 +176,7 @@ def _serving(
         stdout=subprocess.PIPE if ready else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminate_with_parent,
     )
     try:
         deadline = time.monotonic() + 30

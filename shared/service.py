@@ -197,7 +197,7 @@ async def serve(
         log.info("%s is stopping: draining in-flight messages", ctx.name)
         store_task.cancel()
         await ctx.dispatcher.stop()
-        await ctx.broker.stop()
+        await _disconnect(ctx)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -205,6 +205,18 @@ async def serve(
             close()
         ctx.store.close()
         log.info("%s stopped", ctx.name)
+
+
+async def _disconnect(ctx: ServiceContext) -> None:
+    """Drain the bus connection; with NATS away (a drain is refused while reconnecting) close it, so
+    the stop still reaches its end (tasks ended, store closed) instead of raising half-way."""
+    try:
+        await ctx.broker.stop()
+    except Exception as error:
+        log.warning("%s could not drain its bus connection (%s); closing it", ctx.name, error)
+        connection = ctx.broker.config.connection_state.connection
+        with contextlib.suppress(Exception):
+            await connection.close()
 
 
 def run_service(name: str, settings: CommonSettings, register: Register) -> None:

@@ -41,8 +41,9 @@ def say(message: str) -> None:
     print(f"[coditect] {message}", flush=True)
 
 
-def _die_with_parent() -> None:
-    # If the runner itself is killed (even with SIGKILL) its children get SIGTERM: no orphans.
+def terminate_with_parent() -> None:
+    # If the runner itself is killed (even with SIGKILL) its children get SIGTERM: no orphans. For
+    # ``Popen(preexec_fn=...)`` in the process that is about to become the child.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -75,7 +76,7 @@ class Child:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=terminate_with_parent,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
