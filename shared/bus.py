@@ -308,6 +308,7 @@ async def publish_event(broker: NatsBroker, event: Event, *, stream: str = subje
 
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
+_NOT_AN_ACK = "the reply is not a JetStream ack"
 EXPECTED_STREAM = "Nats-Expected-Stream"  # JetStream stores the event only in this stream (nats-py's ``stream=``)
 # One requester per connection for JetStream's acks (its reply subscription is started once).
 _ACK_REQUESTERS: weakref.WeakKeyDictionary[Client, Requester] = weakref.WeakKeyDictionary()
@@ -316,7 +317,7 @@ _ACK_REQUESTERS: weakref.WeakKeyDictionary[Client, Requester] = weakref.WeakKeyD
 async def _ack_requester(connection: Client) -> Requester:
     requester = _ACK_REQUESTERS.get(connection)
     if requester is None:
-        requester = _ACK_REQUESTERS.setdefault(connection, Requester(connection))
+        requester = _ACK_REQUESTERS[connection] = Requester(connection)
     await requester.ensure_started()
     return requester
 
@@ -355,18 +356,18 @@ async def publish_events(
 
 
 def _ack_outcome(reply: Msg | Exception, timeout: float) -> Exception | None:
-    if isinstance(reply, NoRespondersError):
-        return NoStreamResponseError()
-    if isinstance(reply, NatsTimeoutError):
-        return TimeoutError(f"no JetStream ack within {timeout:g}s")
     if isinstance(reply, Exception):
+        if isinstance(reply, NoRespondersError):
+            return NoStreamResponseError()
+        if isinstance(reply, NatsTimeoutError):
+            return TimeoutError(f"no JetStream ack within {timeout:g}s")
         return reply
     try:
         ack = orjson.loads(reply.data)
     except orjson.JSONDecodeError:
-        return APIError(description="the reply is not a JetStream ack")
+        ack = None
     if not isinstance(ack, dict):
-        return APIError(description="the reply is not a JetStream ack")
+        return APIError(description=_NOT_AN_ACK)
     error = ack.get("error")
     if isinstance(error, dict):
         try:
@@ -375,6 +376,4 @@ def _ack_outcome(reply: Msg | Exception, timeout: float) -> Exception | None:
             return refused
         except Exception:  # an error body of an unexpected shape
             return APIError(description=str(error))
-    if "seq" not in ack:
-        return APIError(description="the reply is not a JetStream ack")
-    return None
+    return None if "seq" in ack else APIError(description=_NOT_AN_ACK)
