@@ -364,7 +364,9 @@ def test_openapi_documents_the_socket() -> None:
     assert "4401" in operation["description"]
 
 
-async def test_every_ready_tells_the_client_to_resync_because_nothing_is_replayed(system: Gateway) -> None:
+async def test_every_ready_tells_the_client_to_resync_because_nothing_is_replayed(
+    system: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, _, _ = await _users(system)
     ws = await system.session.ws_connect(ws_url(system, a.token))
     ready = await next_push(ws)
@@ -373,7 +375,20 @@ async def test_every_ready_tells_the_client_to_resync_because_nothing_is_replaye
     assert {"session.created", "session.updated", "session.forked", "session.deleted"} <= set(ready["data"]["pushed"])
     await ws.close()
     missed = session_event("session.created", a.tenant_id, a.id)
+    # JetStream's ack can reach the publisher before the gateway's own subscription has the event:
+    # wait until the gateway has handled it, so the client is truly away when it passes.
+    hub, handled = hub_of(system), asyncio.Event()
+    dispatch = hub.dispatch
+
+    def watched(raw: bytes) -> int:
+        delivered = dispatch(raw)
+        if str(missed.id).encode() in raw:
+            handled.set()
+        return delivered
+
+    monkeypatch.setattr(hub, "dispatch", watched)
     await publish(system, missed)  # while the client is away
+    await asyncio.wait_for(handled.wait(), 10)
     again = await system.session.ws_connect(ws_url(system, a.token))
     ready = await next_push(again)
     assert ready["type"] == "live.ready" and ready["data"]["resync"] is True
