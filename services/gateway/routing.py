@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ConfigDict, create_model
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Access = Literal["public", "user", "admin"]
@@ -35,9 +35,17 @@ class Route:
     local: bool = False
 
 
-def body_of(model: type[BaseModel], *, without: tuple[str, ...] = ()) -> type[BaseModel]:
+def body_of(model: type[BaseModel], *, without: tuple[str, ...] = (), closed: bool = False) -> type[BaseModel]:
     """The request body model as clients see it: without the identity fields the gateway sets, nor
-    the fields it takes from the path or headers."""
+    the fields it takes from the path or headers. ``closed``: a field it does not name is refused
+    (its schema says ``additionalProperties: false``; the route checks with ``unknown_fields``)."""
     hidden = {"caller", "client", *without}
     fields = {name: (info.annotation, info) for name, info in model.model_fields.items() if name not in hidden}
-    return create_model(f"{model.__name__}Body", **fields)  # type: ignore[call-overload,no-any-return]
+    config = ConfigDict(extra="forbid") if closed else None
+    return create_model(f"{model.__name__}Body", __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
+
+
+def unknown_fields(body: dict[str, object], model: type[BaseModel] | None) -> list[str]:
+    """The fields of ``body`` that the body model ``model`` (None: no body) does not name, sorted."""
+    allowed = model.model_fields.keys() if model is not None else set()
+    return sorted(key for key in body if key not in allowed)

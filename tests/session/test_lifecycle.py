@@ -235,30 +235,55 @@ async def test_bad_input_gets_a_4xx_with_a_code(system: Gateway) -> None:
     assert body["data"] == session, "nothing above changed the session"
 
 
-async def test_unknown_fields_are_ignored_and_identity_fields_cannot_be_forged(system: Gateway) -> None:
-    """As on the auth routes: fields may be added to the API, so unknown ones are ignored."""
+async def test_unknown_fields_are_422_naming_them_and_change_nothing(system: Gateway) -> None:
+    """A body is closed: a misspelt or made-up field is refused with every such field named, on
+    every route that takes a body, and nothing happens."""
+    user = await new_user(system)
+    status, body, _ = await call(system, "POST", "/sessions", user, {"name": "mine", "colour": "blue", "nme": "x"})
+    assert (status, body["error"]["code"]) == (422, "VALIDATION_FAILED"), body
+    assert [detail["field"] for detail in body["error"]["details"]] == ["colour", "nme"]
+    status, body, _ = await call(system, "GET", "/sessions", user)
+    assert (status, body["data"]["items"]) == (200, []), "a refused create created nothing"
+
+    session = await create(system, user, "kept")
+    path = f"/sessions/{session['id']}"
+    for method, route, payload in (
+        ("PATCH", path, {"staus": "suspended"}),
+        ("PATCH", path, {"name": "renamed", "version": 7}),
+        ("POST", f"{path}/fork", {"name": "f", "parent_session_id": session["id"]}),
+        ("POST", f"{path}/touch", {"at": "2020-01-01T00:00:00Z"}),
+    ):
+        status, body, _ = await call(system, method, route, user, payload)
+        assert (status, body["error"]["code"]) == (422, "VALIDATION_FAILED"), (route, payload, body)
+        assert [detail["field"] for detail in body["error"]["details"]] == sorted(set(payload) - {"name"}), body
+    status, body, headers = await call(system, "GET", path, user)
+    assert (body["data"], headers["ETag"]) == (session, '"1"'), "nothing above changed the session"
+    status, body, _ = await call(system, "GET", "/sessions", user)
+    assert [item["id"] for item in body["data"]["items"]] == [session["id"]], "no fork was made"
+
+
+async def test_identity_fields_in_a_body_are_refused_not_used(system: Gateway) -> None:
+    """The owner comes from the token and the session from the path: a body naming them is a 422,
+    never another user's or tenant's session."""
     user, other = await new_user(system), await new_user(system)
     forged = {"tenant_id": other.tenant_id, "user_id": other.id, "session_id": str(uuid.uuid4())}
+    for payload in (
+        {"caller": forged},
+        {"client": {"ip": "10.0.0.1"}},
+        *({key: value} for key, value in forged.items()),
+    ):
+        status, body, _ = await call(system, "POST", "/sessions", user, {"name": "mine", **payload})
+        assert (status, body["error"]["code"]) == (422, "VALIDATION_FAILED"), (payload, body)
+        assert [detail["field"] for detail in body["error"]["details"]] == list(payload), body
+    session = await create(system, user, "mine")
     status, body, _ = await call(
-        system,
-        "POST",
-        "/sessions",
-        user,
-        {"name": "mine", "colour": "blue", "status": "terminated", "version": 99, "caller": forged, **forged},
+        system, "PATCH", f"/sessions/{session['id']}", user, {"name": "renamed", "if_match": [7]}
     )
-    assert status == 201, body
-    created = body["data"]
-    assert (created["user_id"], created["tenant_id"], created["status"], created["version"]) == (
-        user.id,
-        user.tenant_id,
-        "active",
-        1,
-    )
-    assert "colour" not in created
-    status, body, _ = await call(
-        system, "PATCH", f"/sessions/{created['id']}", user, {"name": "renamed", "if_match": [7], "session_id": "x"}
-    )
-    assert (status, body["data"]["name"]) == (200, "renamed")
+    assert (status, body["error"]["details"]) == (422, [{"field": "if_match", "message": "unknown field"}]), body
+    for owner in (user, other):
+        status, body, _ = await call(system, "GET", "/sessions", owner)
+        expected = [(session["id"], "mine")] if owner is user else []
+        assert [(item["id"], item["name"]) for item in body["data"]["items"]] == expected
 
 
 async def test_requests_without_a_token_are_401(system: Gateway) -> None:

@@ -74,15 +74,15 @@ async def test_kill_9_answers_503_fast_while_down_and_loses_no_acknowledged_sess
     await asyncio.wait_for(asyncio.gather(*workers), 10)
 
     some_id = acknowledged[0]
-    for method, path in (
-        ("GET", "/sessions"),
-        ("POST", "/sessions"),
-        ("GET", f"/sessions/{some_id}"),
-        ("PATCH", f"/sessions/{some_id}"),
-        ("POST", f"/sessions/{some_id}/touch"),
+    for method, path, payload in (
+        ("GET", "/sessions", None),
+        ("POST", "/sessions", {"name": "x"}),
+        ("GET", f"/sessions/{some_id}", None),
+        ("PATCH", f"/sessions/{some_id}", {"name": "x"}),
+        ("POST", f"/sessions/{some_id}/touch", {}),
     ):
         started = time.monotonic()
-        status, body, _ = await call(system, method, path, user, {"name": "x"} if method != "GET" else None)
+        status, body, _ = await call(system, method, path, user, payload)
         assert (status, body["error"]["code"]) == (503, "SERVICE_UNAVAILABLE"), (method, path, body)
         assert time.monotonic() - started < 1.0, "a dead service must not hang requests"
 

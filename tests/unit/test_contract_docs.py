@@ -66,3 +66,11 @@ async def test_every_openapi_path_resolved_against_the_server_url_reaches_its_ro
         for method in methods:
             match = await app.router.resolve(make_mocked_request(method.upper(), url, app=app))
             assert match.http_exception is None, f"{method.upper()} {url} does not reach a route"
+
+
+def test_the_session_bodies_are_documented_as_closed() -> None:
+    """What the gateway refuses (tests/session/test_lifecycle.py), the document says."""
+    document = build_openapi(all_routes(), BASE_PATH)
+    schemas = document["components"]["schemas"]
+    for name in ("CreateSessionBody", "UpdateSessionBody", "ForkSessionBody"):
+        assert schemas[name]["additionalProperties"] is False, name

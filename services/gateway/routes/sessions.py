@@ -6,15 +6,22 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from contracts import session
-from services.gateway.deps import IDENTITY_FIELDS, send, send_for_json
-from services.gateway.http import no_content, ok, ok_json, read_json
-from services.gateway.routing import Route, body_of
+from contracts.envelope import ErrorCode
+from services.gateway.deps import send, send_for_json
+from services.gateway.http import ApiError, no_content, ok, ok_json, read_json
+from services.gateway.routing import Route, body_of, unknown_fields
 
-# Fields the gateway sets from the path and headers: a body cannot choose them.
-_ROUTE_FIELDS = frozenset({"session_id", "if_match", "user_id"})
 _MAX_VERSION_DIGITS = 18
+
+# The bodies are closed: a field a route does not take is a 422 naming it, not silently dropped (a
+# misspelt "staus" would otherwise be a rename that did nothing). The identity fields and those the
+# gateway takes from the path and headers are not body fields, so a body naming them is refused too.
+_CREATE_BODY = body_of(session.CreateSession, closed=True)
+_UPDATE_BODY = body_of(session.UpdateSession, without=("session_id", "if_match"), closed=True)
+_FORK_BODY = body_of(session.ForkSession, without=("session_id",), closed=True)
 
 
 def if_match_versions(header: str | None) -> list[int] | None:
@@ -38,9 +45,14 @@ def _with_etag(result: bytes, status: int = 200) -> web.Response:
     return ok_json(result, status=status, headers={"ETag": f'"{orjson.loads(result)["version"]}"'})
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, model: type[BaseModel] | None) -> dict[str, Any]:
+    """The JSON body, refused with 422 if it names a field ``model`` does not (None: takes no field)."""
     body = await read_json(request)
-    return {key: value for key, value in body.items() if key not in IDENTITY_FIELDS | _ROUTE_FIELDS}
+    unknown = unknown_fields(body, model)
+    if unknown:
+        details = [{"field": name, "message": "unknown field"} for name in unknown]
+        raise ApiError.of(ErrorCode.VALIDATION_FAILED, "the body has fields this route does not take", details)
+    return body
 
 
 def _id(request: web.Request) -> dict[str, Any]:
@@ -49,7 +61,8 @@ def _id(request: web.Request) -> dict[str, Any]:
 
 async def create_session(request: web.Request) -> web.Response:
     return _with_etag(
-        await send_for_json(request, session.CREATE, session.CreateSession, await _body(request)), status=201
+        await send_for_json(request, session.CREATE, session.CreateSession, await _body(request, _CREATE_BODY)),
+        status=201,
     )
 
 
@@ -63,7 +76,11 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def update_session(request: web.Request) -> web.Response:
-    data = {**await _body(request), **_id(request), "if_match": if_match_versions(request.headers.get("If-Match"))}
+    data = {
+        **await _body(request, _UPDATE_BODY),
+        **_id(request),
+        "if_match": if_match_versions(request.headers.get("If-Match")),
+    }
     return _with_etag(await send_for_json(request, session.UPDATE, session.UpdateSession, data))
 
 
@@ -74,12 +91,12 @@ async def delete_session(request: web.Request) -> web.Response:
 
 
 async def fork_session(request: web.Request) -> web.Response:
-    data = {**await _body(request), **_id(request)}
+    data = {**await _body(request, _FORK_BODY), **_id(request)}
     return _with_etag(await send_for_json(request, session.FORK, session.ForkSession, data), status=201)
 
 
 async def touch_session(request: web.Request) -> web.Response:
-    await read_json(request)
+    await _body(request, None)
     return _with_etag(await send_for_json(request, session.TOUCH, session.TouchSession, _id(request)))
 
 
@@ -89,7 +106,7 @@ ROUTES = [
         "/sessions",
         create_session,
         "Open a workspace session (counts toward the active-session quota)",
-        body=body_of(session.CreateSession),
+        body=_CREATE_BODY,
         response=session.Session,
         status=201,
         tag="sessions",
@@ -118,7 +135,7 @@ ROUTES = [
         "/sessions/{id}",
         update_session,
         "Rename or change status (active, suspended, terminated); a stale If-Match is 412",
-        body=body_of(session.UpdateSession, without=("session_id", "if_match")),
+        body=_UPDATE_BODY,
         response=session.Session,
         tag="sessions",
         headers=("If-Match",),
@@ -138,7 +155,7 @@ ROUTES = [
         "/sessions/{id}/fork",
         fork_session,
         "A new session branching from this one, with parent_session_id",
-        body=body_of(session.ForkSession, without=("session_id",)),
+        body=_FORK_BODY,
         response=session.Session,
         status=201,
         tag="sessions",
