@@ -22,6 +22,8 @@ import aiohttp
 import nats as nats_client
 from aiohttp import web
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from shared.busauth import BusFolder
@@ -228,6 +230,30 @@ def nats_server(tmp: Path, *, allow_docker: bool = True) -> Iterator[NatsServer]
     local server."""
     with secured_nats_server(tmp) as server:
         yield server
+
+
+async def connection_refusal(url: str, **options: Any) -> Exception | None:
+    """Why the server refused a connection, or None when it admitted it.
+
+    nats-py (2.16) raises the server's ``-ERR`` from ``connect`` only when it is the first line after
+    CONNECT. nats-server delays its answer to a failed authentication by two seconds, and a PING of its
+    own can come first: ``connect`` then returns a client that is still connecting, and the ``-ERR``
+    reaches its read loop, which closes it. Both are a refusal."""
+    try:
+        client = await nats_client.connect(url, allow_reconnect=False, connect_timeout=5, **options)
+    except (NatsError, OSError) as error:
+        return error
+    try:
+        if client.is_connected:
+            return None
+        for _ in range(200):
+            if client.is_closed:
+                break
+            await asyncio.sleep(0.05)
+        assert client.is_closed, "a connection neither admitted nor refused after 10 s"
+        return client.last_error or ConnectionClosedError()
+    finally:
+        await client.close()
 
 
 @dataclass

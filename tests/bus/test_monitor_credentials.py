@@ -15,7 +15,6 @@ import nats as nats_client
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 
 from contracts import auth, subjects
 from services.provisioning.monitor_keys import MonitorKeys
@@ -24,7 +23,7 @@ from shared.buspolicy import GATEWAY, inbox_prefix
 from shared.monitorcreds import MonitorCredentials
 from tests.bus.test_permissions import Identity, assert_publish_refused, assert_subscribe_refused, connected
 from tests.conftest import service_env, start_provisioning
-from tests.support import NatsServer
+from tests.support import NatsServer, connection_refusal
 
 AUTHORIZATION_TTL = 1.5
 
@@ -44,12 +43,7 @@ async def keys(nats: NatsServer, tmp_path: Path) -> AsyncIterator[MonitorKeys]:
 
 
 async def refused(server: NatsServer, **options: Any) -> bool:
-    try:
-        client = await nats_client.connect(server.client_url, allow_reconnect=False, connect_timeout=2, **options)
-    except (NatsError, OSError):
-        return True
-    await client.close()
-    return False
+    return await connection_refusal(server.client_url, **options) is not None
 
 
 async def connect_monitor(server: NatsServer, credentials: MonitorCredentials, identity: Identity) -> Client:
