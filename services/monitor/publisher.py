@@ -59,6 +59,7 @@ class Publisher:
                     error_cb=_quiet,
                     disconnected_cb=_disconnected,
                     reconnected_cb=_reconnected,
+                    closed_cb=self._closed,
                 )
             except Exception as error:
                 log.warning("cannot reach NATS at %s (%s); changes are kept on disk", self.url, error or "no answer")
@@ -69,10 +70,20 @@ class Publisher:
             self.js = self.nc.jetstream(publish_async_max_pending=self.max_in_flight)
             return
 
+    async def _closed(self) -> None:
+        self.wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.connect(stop)
         delay = 0.1
         while not stop.is_set():
+            if self.nc is not None and self.nc.is_closed:
+                # nats-py reconnects after a lost connection but closes for good on an error the server
+                # sends, such as the end of this monitor's authorization (its TTL): its key is still
+                # issued, and a new connection is admitted again.
+                log.info("the NATS connection was closed (%s); connecting again", self.nc.last_error or "no reason")
+                await self.connect(stop)
+                continue
             if await self.send_once():
                 delay = 0.1
                 continue

@@ -17,6 +17,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from contracts import auth, subjects
+from services.monitor.buffer import DiskBuffer
+from services.monitor.publisher import Publisher
 from services.provisioning.monitor_keys import MonitorKeys
 from shared.busauth import new_user_seed
 from shared.buspolicy import GATEWAY, inbox_prefix
@@ -164,3 +166,52 @@ async def test_issuing_and_withdrawing_monitor_keys_leaves_requests_in_flight_an
         results = await asyncio.gather(*in_flight, return_exceptions=True)
         assert [r for r in results if isinstance(r, BaseException)] == []
     assert answered == [b"pong"] * 40
+
+
+async def test_a_monitor_keeps_publishing_after_its_authorization_runs_out(
+    nats: NatsServer, keys: MonitorKeys, tmp_path: Path
+) -> None:
+    """The server ends a monitor's connection when its authorization expires, and nats-py closes the
+    client for good on that error instead of reconnecting: the monitor must connect again, and the
+    callout admits its key again (still issued), so no change is lost or stuck on disk."""
+    tenant, user, workspace = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    credentials = await keys.issue(tenant, user, workspace)
+    buffer = DiskBuffer(tmp_path / "buffer.sqlite3", max_events=100)
+    publisher = Publisher(
+        buffer,
+        credentials.subject,
+        url=nats.client_url,
+        connect_options=credentials.connect_options(),
+        max_in_flight=8,
+        timeout=2,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(publisher.run(stop))
+
+    async def sent(msg_id: str) -> None:
+        buffer.append([(msg_id, b"{}")])
+        publisher.wake.set()
+        for _ in range(400):
+            if buffer.count == 0:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{msg_id} still on disk after 20 s")
+
+    try:
+        await sent(str(uuid.uuid4()))
+        first = publisher.nc
+        for _ in range(int(AUTHORIZATION_TTL * 20) + 100):
+            if first is not None and first.is_closed:
+                break
+            await asyncio.sleep(0.05)
+        assert first is not None and first.is_closed, "the server did not end the expired authorization"
+        later = [str(uuid.uuid4()) for _ in range(3)]
+        for msg_id in later:
+            await sent(msg_id)
+        assert publisher.published == 4
+    finally:
+        stop.set()
+        publisher.wake.set()
+        await asyncio.wait_for(running, 10)
+        await publisher.close()
+        buffer.close()
