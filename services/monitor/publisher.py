@@ -57,7 +57,7 @@ class Publisher:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,
                     error_cb=_quiet,
-                    disconnected_cb=_disconnected,
+                    disconnected_cb=self._disconnected,
                     reconnected_cb=_reconnected,
                     closed_cb=self._closed,
                 )
@@ -69,6 +69,12 @@ class Publisher:
                 continue
             self.js = self.nc.jetstream(publish_async_max_pending=self.max_in_flight)
             return
+
+    async def _disconnected(self) -> None:
+        error = self.nc.last_error if self.nc is not None else None
+        if error is not None and "authentication expired" in str(error).lower():
+            return  # routine, every authorization TTL: ``run`` says so when it connects again
+        log.warning("lost the connection to NATS; changes are kept on disk until it returns")
 
     async def _closed(self) -> None:
         self.wake.set()
@@ -143,10 +149,6 @@ class Publisher:
 
 async def _quiet(error: Exception) -> None:
     log.debug("NATS: %s", error)
-
-
-async def _disconnected() -> None:
-    log.warning("lost the connection to NATS; changes are kept on disk until it returns")
 
 
 async def _reconnected() -> None:

@@ -6,6 +6,7 @@ authorization callout; the server's configuration never changes (no reload)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -169,11 +170,13 @@ async def test_issuing_and_withdrawing_monitor_keys_leaves_requests_in_flight_an
 
 
 async def test_a_monitor_keeps_publishing_after_its_authorization_runs_out(
-    nats: NatsServer, keys: MonitorKeys, tmp_path: Path
+    nats: NatsServer, keys: MonitorKeys, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The server ends a monitor's connection when its authorization expires, and nats-py closes the
     client for good on that error instead of reconnecting: the monitor must connect again, and the
-    callout admits its key again (still issued), so no change is lost or stuck on disk."""
+    callout admits its key again (still issued), so no change is lost or stuck on disk. Routine, so
+    said once at INFO, not as a lost connection."""
+    caplog.set_level(logging.INFO, logger="services.monitor.publisher")
     tenant, user, workspace = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     credentials = await keys.issue(tenant, user, workspace)
     buffer = DiskBuffer(tmp_path / "buffer.sqlite3", max_events=100)
@@ -209,6 +212,10 @@ async def test_a_monitor_keeps_publishing_after_its_authorization_runs_out(
         for msg_id in later:
             await sent(msg_id)
         assert publisher.published == 4
+        said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "services.monitor.publisher"]
+        expired = "the NATS connection was closed (nats: user authentication expired); connecting again"
+        assert (logging.INFO, expired) in said
+        assert not [message for _, message in said if "lost the connection" in message]
     finally:
         stop.set()
         publisher.wake.set()
